@@ -1,0 +1,459 @@
+//! The mapping from legacy `objects` documents to typed rows, as pure functions: which kind a
+//! legacy document is, the strict mapping (with the field path and reason of every document
+//! that cannot map), and the normalized view that readers see on either side.
+
+use crate::schema::{FieldSpec, Kind, Source, kind_fields, line_item_fields};
+use crate::store::Doc;
+use crate::validator::Validator;
+use crate::value::{Fields, Value};
+use std::fmt;
+use std::sync::LazyLock;
+
+/// Why a legacy document cannot map to its typed table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapError {
+    /// The legacy field path, such as `customProperties.lineItems[1].quantity`.
+    pub path: String,
+    pub reason: String,
+}
+
+impl fmt::Display for MapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
+/// Which migrating kind a legacy `objects` document belongs to. Support tickets share
+/// `type = "ticket"` with checkout tickets but are not event tickets and never migrate.
+pub fn kind_of(fields: &Fields) -> Option<Kind> {
+    match fields.get("type")?.as_str()? {
+        "event" => Some(Kind::Events),
+        "transaction" => Some(Kind::Transactions),
+        "ticket" if fields.get("subtype").and_then(Value::as_str) != Some("support") => {
+            Some(Kind::Tickets)
+        }
+        _ => None,
+    }
+}
+
+/// A field spec with its legacy-side validator: references are still `objects` ids.
+struct Spec {
+    name: &'static str,
+    source: Source,
+    validator: Validator,
+    optional: bool,
+}
+
+struct KindSpecs {
+    fields: Vec<Spec>,
+    line_item: Vec<Spec>,
+}
+
+fn legacy_side(v: &Validator) -> Validator {
+    match v {
+        // A legacy reference is an `objects` id; a legacy document written by a fallback
+        // path after its target went typed-only may already hold the typed id.
+        Validator::Id(t) if Kind::parse(t).is_some() => {
+            Validator::Union(vec![Validator::id("objects"), Validator::Id(t.clone())])
+        }
+        Validator::Optional(i) => Validator::optional(legacy_side(i)),
+        Validator::Array(i) => Validator::array(legacy_side(i)),
+        Validator::Object(fields) => Validator::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), legacy_side(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn specs(fields: Vec<FieldSpec>) -> Vec<Spec> {
+    fields
+        .into_iter()
+        .map(|s| Spec {
+            name: s.name,
+            source: s.source,
+            optional: matches!(s.validator, Validator::Optional(_)),
+            validator: legacy_side(&s.validator),
+        })
+        .collect()
+}
+
+static SPECS: LazyLock<[KindSpecs; 3]> = LazyLock::new(|| {
+    Kind::ALL.map(|k| KindSpecs {
+        fields: specs(kind_fields(k)),
+        line_item: specs(line_item_fields()),
+    })
+});
+
+/// Fields of a v1 transaction that become its single line item or its totals.
+const V1_CONSUMED: [&str; 13] = [
+    "productId",
+    "productName",
+    "eventId",
+    "eventName",
+    "ticketId",
+    "amountInCents",
+    "quantity",
+    "unitPriceInCents",
+    "totalPriceInCents",
+    "taxRatePercent",
+    "taxAmountInCents",
+    "subtotalInCents",
+    "totalInCents",
+];
+const TOTALS: [&str; 4] = [
+    "subtotalInCents",
+    "taxAmountInCents",
+    "totalInCents",
+    "amountInCents",
+];
+
+/// Derives the typed shape of a legacy document, references still as legacy ids.
+/// `strict` checks every field against the typed validator and fails on the first mismatch;
+/// lenient derivation never fails and keeps odd values as they are (the legacy reader's view).
+pub fn derive(kind: Kind, doc: &Fields, strict: bool) -> Result<Fields, MapError> {
+    let empty = Fields::new();
+    let cp = match doc.get("customProperties") {
+        Some(Value::Object(cp)) => cp,
+        None if !strict => &empty,
+        Some(_) if !strict => &empty,
+        other => {
+            return Err(MapError {
+                path: "customProperties".into(),
+                reason: format!(
+                    "expected an object, found {}",
+                    other.map_or("nothing", Value::type_name)
+                ),
+            });
+        }
+    };
+    let spec = &SPECS[kind.index()];
+    let mut out = Fields::new();
+    let mut consumed: Vec<&str> = Vec::new();
+    for s in spec.fields.iter().filter(|s| s.source != Source::Derived) {
+        let (src, path) = match s.source {
+            Source::Top => (doc, s.name.to_string()),
+            _ => (cp, format!("customProperties.{}", s.name)),
+        };
+        pull(s, src, &path, strict, &mut out)?;
+        if s.source == Source::Custom {
+            consumed.push(s.name);
+        }
+    }
+    if kind == Kind::Transactions {
+        derive_transaction(cp, spec, strict, &mut out, &mut consumed)?;
+    }
+    let metadata: Fields = cp
+        .iter()
+        .filter(|(k, _)| !consumed.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !metadata.is_empty() {
+        out.insert("metadata".into(), Value::Object(metadata));
+    }
+    Ok(out)
+}
+
+fn pull(
+    s: &Spec,
+    src: &Fields,
+    path: &str,
+    strict: bool,
+    out: &mut Fields,
+) -> Result<(), MapError> {
+    match src.get(s.name) {
+        Some(v) => {
+            if strict {
+                s.validator.validate(v, path).map_err(|e| MapError {
+                    path: e.path,
+                    reason: e.reason,
+                })?;
+            }
+            out.insert(s.name.to_string(), v.clone());
+        }
+        None if strict && !s.optional => {
+            return Err(MapError {
+                path: path.to_string(),
+                reason: "required field is missing".into(),
+            });
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+fn derive_transaction(
+    cp: &Fields,
+    spec: &KindSpecs,
+    strict: bool,
+    out: &mut Fields,
+    consumed: &mut Vec<&'static str>,
+) -> Result<(), MapError> {
+    let shape = if cp.contains_key("lineItems") {
+        "v2"
+    } else if cp.contains_key("bookingId") {
+        "booking"
+    } else {
+        "v1"
+    };
+    out.insert("shape".into(), Value::from(shape));
+    let mut items = Vec::new();
+    match shape {
+        "v2" => {
+            consumed.push("lineItems");
+            match cp.get("lineItems") {
+                Some(Value::Array(raw)) => {
+                    for (i, item) in raw.iter().enumerate() {
+                        let path = format!("customProperties.lineItems[{i}]");
+                        match item {
+                            Value::Object(item) => {
+                                let mut o = Fields::new();
+                                for s in &spec.line_item {
+                                    pull(s, item, &format!("{path}.{}", s.name), strict, &mut o)?;
+                                }
+                                items.push(Value::Object(o));
+                            }
+                            other if strict => {
+                                return Err(MapError {
+                                    path,
+                                    reason: format!(
+                                        "expected an object, found {}",
+                                        other.type_name()
+                                    ),
+                                });
+                            }
+                            other => items.push(other.clone()),
+                        }
+                    }
+                }
+                Some(other) if strict => {
+                    return Err(MapError {
+                        path: "customProperties.lineItems".into(),
+                        reason: format!("expected an array, found {}", other.type_name()),
+                    });
+                }
+                _ => {}
+            }
+        }
+        "v1" => {
+            consumed.extend(V1_CONSUMED);
+            let mut o = Fields::new();
+            for s in &spec.line_item {
+                pull(
+                    s,
+                    cp,
+                    &format!("customProperties.{}", s.name),
+                    strict,
+                    &mut o,
+                )?;
+            }
+            items.push(Value::Object(o));
+        }
+        _ => consumed.extend(TOTALS),
+    }
+    consumed.extend(TOTALS);
+    out.insert("lineItems".into(), Value::Array(items));
+
+    // Totals: v2 rows carry them; older v1 rows lack them and fall back to the line's gross
+    // price; bookings carry `amountInCents`.
+    let total_source = ["totalInCents", "totalPriceInCents", "amountInCents"]
+        .into_iter()
+        .find(|k| cp.contains_key(*k) && (shape != "v2" || *k == "totalInCents"));
+    let number = |name: &str, v: Option<&Value>| -> Result<Option<f64>, MapError> {
+        match v {
+            Some(Value::Float64(x)) => Ok(Some(*x)),
+            Some(other) if strict => Err(MapError {
+                path: format!("customProperties.{name}"),
+                reason: format!("expected v.number(), found {} {other}", other.type_name()),
+            }),
+            _ => Ok(None),
+        }
+    };
+    let total_raw = total_source.and_then(|k| cp.get(k));
+    let total = match total_source {
+        Some(k) => number(k, total_raw)?,
+        None if strict => {
+            return Err(MapError {
+                path: "customProperties.totalInCents".into(),
+                reason: "required field is missing (and no totalPriceInCents or amountInCents to derive it from)".into(),
+            });
+        }
+        None => None,
+    };
+    let tax = match cp.get("taxAmountInCents") {
+        None => Some(0.0),
+        v => number("taxAmountInCents", v)?,
+    };
+    let subtotal = match cp.get("subtotalInCents") {
+        None => total.zip(tax).map(|(t, x)| t - x),
+        v => number("subtotalInCents", v)?,
+    };
+    // Lenient: a reader sees the raw odd value where there is one.
+    let keep = |x: Option<f64>, raw: Option<&Value>| x.map(Value::Float64).or_else(|| raw.cloned());
+    if let Some(v) = keep(total, total_raw) {
+        out.insert("totalInCents".into(), v);
+    }
+    if let Some(v) = keep(tax, cp.get("taxAmountInCents")) {
+        out.insert("taxAmountInCents".into(), v);
+    }
+    if let Some(v) = keep(subtotal, cp.get("subtotalInCents")) {
+        out.insert("subtotalInCents".into(), v);
+    }
+    Ok(())
+}
+
+/// A reference field of a typed row and the kind it points to (`None`: it stays a legacy
+/// `objects` id, such as a product or checkout session).
+pub fn reference_fields(kind: Kind) -> &'static [(&'static str, Option<Kind>)] {
+    match kind {
+        Kind::Events => &[],
+        Kind::Transactions => &[("checkoutSessionId", None)],
+        Kind::Tickets => &[
+            ("eventId", Some(Kind::Events)),
+            ("transactionId", Some(Kind::Transactions)),
+            ("productId", None),
+            ("checkoutSessionId", None),
+        ],
+    }
+}
+
+/// Reference fields inside each transaction line item.
+pub const LINE_ITEM_REFERENCES: [(&str, Option<Kind>); 2] =
+    [("eventId", Some(Kind::Events)), ("productId", None)];
+
+/// Applies `f` to every reference of a row in the typed shape (top-level and line items),
+/// giving the field path, the kind it points to, and the value to rewrite.
+pub fn for_each_reference<E>(
+    kind: Kind,
+    fields: &mut Fields,
+    mut f: impl FnMut(&str, Option<Kind>, &mut Value) -> Result<(), E>,
+) -> Result<(), E> {
+    for (name, target) in reference_fields(kind) {
+        if let Some(v) = fields.get_mut(*name) {
+            f(name, *target, v)?;
+        }
+    }
+    if kind == Kind::Transactions
+        && let Some(Value::Array(items)) = fields.get_mut("lineItems")
+    {
+        for (i, item) in items.iter_mut().enumerate() {
+            if let Value::Object(item) = item {
+                for (name, target) in LINE_ITEM_REFERENCES {
+                    if let Some(v) = item.get_mut(name) {
+                        f(&format!("lineItems[{i}].{name}"), target, v)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The legacy document's fields with everything but the legacy reader's view stripped: used
+/// by both worlds so that a quarantined document reads the same in each.
+pub fn legacy_view_fields(kind: Kind, doc: &Doc) -> Fields {
+    match derive(kind, &doc.fields, false) {
+        Ok(f) => f,
+        Err(e) => unreachable!("lenient derivation cannot fail: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::object;
+
+    fn fields(v: Value) -> Fields {
+        match v {
+            Value::Object(f) => f,
+            _ => unreachable!(),
+        }
+    }
+
+    fn v1_txn(cp: Value) -> Fields {
+        fields(object([
+            ("organizationId", Value::from("organizations:1")),
+            ("type", Value::from("transaction")),
+            ("name", Value::from("Order")),
+            ("status", Value::from("active")),
+            ("createdAt", Value::Float64(1.0)),
+            ("updatedAt", Value::Float64(1.0)),
+            ("customProperties", cp),
+        ]))
+    }
+
+    fn v1_cp() -> Vec<(&'static str, Value)> {
+        vec![
+            ("productId", Value::from("objects:2")),
+            ("productName", Value::from("Ticket")),
+            ("eventId", Value::from("objects:3")),
+            ("quantity", Value::Float64(2.0)),
+            ("unitPriceInCents", Value::Float64(500.0)),
+            ("totalPriceInCents", Value::Float64(1000.0)),
+            ("customerName", Value::from("Ada")),
+            ("customerEmail", Value::from("ada@example.com")),
+            ("currency", Value::from("EUR")),
+            ("paymentStatus", Value::from("paid")),
+            ("transactionDate", Value::Float64(1.0)),
+            ("ticketId", Value::from("objects:9")),
+            ("giftNote", Value::from("hi")),
+        ]
+    }
+
+    #[test]
+    fn v1_without_totals_maps_to_one_line_item_with_derived_totals() {
+        let out = derive(Kind::Transactions, &v1_txn(object(v1_cp())), true).unwrap();
+        assert_eq!(out["shape"], Value::from("v1"));
+        assert_eq!(out["totalInCents"], Value::Float64(1000.0));
+        assert_eq!(out["subtotalInCents"], Value::Float64(1000.0));
+        let items = out["lineItems"].as_array().unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(
+            items[0].as_object().unwrap()["eventId"],
+            Value::from("objects:3")
+        );
+        assert!(!items[0].as_object().unwrap().contains_key("ticketId"));
+        assert_eq!(
+            out["metadata"],
+            object([("giftNote", Value::from("hi"))]),
+            "unknown fields travel in metadata; ticketId is dropped to break the cycle"
+        );
+    }
+
+    #[test]
+    fn dirty_documents_fail_with_their_legacy_path() {
+        let mut cp = v1_cp();
+        cp.retain(|(k, _)| *k != "totalPriceInCents");
+        let err = derive(Kind::Transactions, &v1_txn(object(cp)), true).unwrap_err();
+        assert_eq!(err.path, "customProperties.totalPriceInCents");
+
+        let mut cp = v1_cp();
+        cp.push(("totalInCents", Value::from("12.50")));
+        let err = derive(Kind::Transactions, &v1_txn(object(cp.clone())), true).unwrap_err();
+        assert_eq!(err.path, "customProperties.totalInCents");
+        // The lenient view keeps what a legacy reader sees.
+        let view = derive(Kind::Transactions, &v1_txn(object(cp)), false).unwrap();
+        assert_eq!(view["totalInCents"], Value::from("12.50"));
+
+        let mut cp = v1_cp();
+        cp.retain(|(k, _)| *k != "customerEmail");
+        let err = derive(Kind::Transactions, &v1_txn(object(cp)), true).unwrap_err();
+        assert_eq!(err.path, "customProperties.customerEmail");
+        assert_eq!(err.reason, "required field is missing");
+
+        let mut cp = v1_cp();
+        cp[2] = ("eventId", Value::from("evt_123"));
+        let err = derive(Kind::Transactions, &v1_txn(object(cp)), true).unwrap_err();
+        assert_eq!(err.path, "customProperties.eventId");
+    }
+
+    #[test]
+    fn support_tickets_are_not_event_tickets() {
+        let mut doc = fields(object([("type", Value::from("ticket"))]));
+        assert_eq!(kind_of(&doc), Some(Kind::Tickets));
+        doc.insert("subtype".into(), Value::from("support"));
+        assert_eq!(kind_of(&doc), None);
+    }
+}

@@ -1,0 +1,13 @@
+//! `cutover`: a deterministic simulator that proves a double-write migration plan safe.
+#![forbid(unsafe_code)]
+
+pub mod data;
+pub mod domain;
+pub mod explore;
+pub mod plan;
+pub mod schema;
+pub mod sim;
+pub mod store;
+pub mod validator;
+pub mod value;
+pub mod world;

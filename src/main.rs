@@ -1,0 +1,208 @@
+//! The `cutover` command line: parses flags, calls the library, prints, and maps the outcome
+//! to an exit code (0 safe, 1 counterexample found, 2 bad input or operating error).
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use cutover::explore::{CheckOptions, Report, check};
+use cutover::plan::Plan;
+use cutover::sim::{Invariant, Op, SimOptions};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "cutover",
+    version,
+    about = "Proves a double-write migration plan off a Convex God table safe, or finds a minimal counterexample."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs randomized step sequences of a plan against the oracle and checks every invariant
+    /// after every step.
+    #[command(
+        after_help = "Example:\n  cutover check --plan plans/seed.toml --cases 1000 --steps 200 --seed 0"
+    )]
+    Check {
+        /// The plan file (TOML). Default: the built-in seed plan (plans/seed.toml).
+        #[arg(long, value_name = "FILE")]
+        plan: Option<std::path::PathBuf>,
+        /// Number of cases (each a fresh dataset and step sequence).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        cases: u64,
+        /// Steps per case.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        steps: u64,
+        /// Case i runs with seed S+i; `--seed S --cases 1` replays case S exactly.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Legacy documents generated per case.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        documents: u64,
+        /// Percentage of event, transaction and ticket documents generated dirty.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=100))]
+        dirty: u8,
+        /// Prints one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cutover: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check {
+            plan,
+            cases,
+            steps,
+            seed,
+            documents,
+            dirty,
+            json,
+        } => {
+            let (plan, plan_arg) = match &plan {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read plan {}", path.display()))?;
+                    (
+                        Plan::parse(&text, &path.display().to_string())?,
+                        format!(" --plan {}", path.display()),
+                    )
+                }
+                None => (Plan::seed(), String::new()),
+            };
+            let mut sim = SimOptions::default();
+            sim.data.documents = documents as usize;
+            sim.data.dirty_percent = dirty;
+            let options = CheckOptions {
+                cases: cases as usize,
+                steps: steps as usize,
+                seed,
+                sim,
+                ..CheckOptions::default()
+            };
+            let report = check(&plan, &options);
+            let data_args = if documents != 60 || dirty != 5 {
+                format!(" --documents {documents} --dirty {dirty}")
+            } else {
+                String::new()
+            };
+            if json {
+                println!("{}", serde_json::to_string(&json_report(&report))?);
+            } else {
+                print_report(&plan, &report, &plan_arg, &data_args, steps);
+            }
+            Ok(if report.counterexample.is_some() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+fn json_report(report: &Report) -> serde_json::Value {
+    let mut out = serde_json::json!({
+        "verdict": if report.counterexample.is_some() { "unsafe" } else { "safe" },
+        "cases": report.cases,
+        "steps": report.steps,
+        "invariants": Invariant::ALL.map(Invariant::name),
+        "phases_reached": phases_reached(report),
+        "cases_all_typed_only": report.cases_all_typed_only,
+    });
+    if let Some(c) = &report.counterexample {
+        out["counterexample"] = serde_json::json!({
+            "seed": c.seed,
+            "invariant": c.failure.invariant.name(),
+            "step": c.failure.step,
+            "message": c.failure.message,
+            "expected": c.failure.expected,
+            "seen": c.failure.seen,
+            "steps": c.steps,
+            "trace": c.trace,
+        });
+    }
+    out
+}
+
+fn phases_reached(report: &Report) -> serde_json::Map<String, serde_json::Value> {
+    cutover::schema::Kind::ALL
+        .iter()
+        .map(|k| {
+            (
+                k.table().to_string(),
+                serde_json::Value::from(report.phase_max[k.index()].map_or("legacy", |p| p.name())),
+            )
+        })
+        .collect()
+}
+
+fn print_report(plan: &Plan, report: &Report, plan_arg: &str, data_args: &str, steps: u64) {
+    match &report.counterexample {
+        None => {
+            println!("plan {:?}: safe", plan.name);
+            println!(
+                "  {} cases, {} steps, every invariant checked after every step:",
+                report.cases, report.steps
+            );
+            println!("  {}", Invariant::ALL.map(Invariant::name).join(", "));
+            let phases: Vec<String> = phases_reached(report)
+                .iter()
+                .map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or("?")))
+                .collect();
+            println!("  furthest phase reached: {}", phases.join(", "));
+            println!(
+                "  {} cases took every kind to typed_only; {} phase switches ({} rollbacks), {} backfill batches, {} reads compared with the oracle",
+                report.cases_all_typed_only,
+                report.switches,
+                report.rollbacks,
+                report.batches,
+                report.reads
+            );
+        }
+        Some(c) => {
+            println!("plan {:?}: UNSAFE", plan.name);
+            println!(
+                "  invariant {} broken at step {} of a {}-step counterexample (case seed {}):",
+                c.failure.invariant,
+                c.failure.step,
+                c.steps.iter().filter(|s| s.op != Op::Noop).count(),
+                c.seed
+            );
+            println!("  {}", c.failure.message);
+            if let Some(e) = &c.failure.expected {
+                println!("  expected (oracle): {e}");
+            }
+            if let Some(s) = &c.failure.seen {
+                println!("  seen (migrated):   {s}");
+            }
+            println!();
+            println!("step  who          what");
+            for line in &c.trace {
+                println!("{line}");
+            }
+            println!(
+                "{:>4}  {:<12} {} BROKEN: {}",
+                c.failure.step, "checker", c.failure.invariant, c.failure.message
+            );
+            println!();
+            println!(
+                "replay: cutover check{plan_arg} --seed {} --cases 1 --steps {steps}{data_args}",
+                c.seed
+            );
+        }
+    }
+}

@@ -1,0 +1,2051 @@
+//! The simulation: the workload's steps as plain data, the harness that applies each step to
+//! the migrated world and to the oracle (the same app with no migration), and the invariants
+//! checked after every step. `Sim::step` is the one function that changes the worlds.
+
+use crate::data::{self, Dataset, GenOptions, TxShape};
+use crate::domain::{for_each_reference, kind_of};
+use crate::plan::{Phase, Plan};
+use crate::schema::{Kind, PAYMENT_STATUSES, TICKET_STATUSES, typed_validator};
+use crate::store::{Doc, DocId, TxError, Write};
+use crate::value::{Fields, Value};
+use crate::world::{Arg, BackfillOutcome, Change, Key, PlantedBugs, Switch, TICKS_PER_STEP, World};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+/// A choice among existing entities, taken modulo their number when the step runs, so that
+/// removing earlier steps (shrinking) never makes a later step invalid.
+pub type Sel = u16;
+
+/// One read of domain.md §4, each with a legacy and a typed form.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Read {
+    TransactionById { txn: Sel },
+    TransactionsOfOrg { org: Sel, status: Option<u8> },
+    TransactionsOfSession { session: Sel },
+    TotalsByOrg { org: Sel },
+    TicketById { ticket: Sel },
+    TicketsOfEvent { event: Sel },
+    TicketsOfTransaction { txn: Sel },
+    TicketsOfOrgByStatus { org: Sel, status: u8 },
+    EventById { event: Sel },
+    EventsOfOrg { org: Sel },
+}
+
+/// A ticket lifecycle change.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketChange {
+    Redeem,
+    Cancel,
+    Transfer { seed: u16 },
+    Move { event: Sel },
+}
+
+/// One operation of the workload. App mutations are one atomic step; actions (checkout,
+/// payment webhook, refund) start here and advance one transaction per `ActionStep`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+pub enum Op {
+    /// Does nothing (what a shrunk step becomes).
+    Noop,
+    CreateEvent {
+        org: Sel,
+        seed: u16,
+    },
+    EditEvent {
+        event: Sel,
+        seed: u16,
+    },
+    /// The generic object update: replaces `customProperties` with one field changed.
+    GenericUpdate {
+        kind: Kind,
+        target: Sel,
+        seed: u16,
+    },
+    /// The generic hard delete; links and references stay behind.
+    Delete {
+        kind: Kind,
+        target: Sel,
+    },
+    BookingPayment {
+        org: Sel,
+        seed: u16,
+    },
+    InvoiceTransition {
+        txn: Sel,
+    },
+    Ticket {
+        ticket: Sel,
+        change: TicketChange,
+    },
+    /// An operator's data fix of a dirty legacy document (sets the broken field right).
+    Repair {
+        kind: Kind,
+        target: Sel,
+    },
+    Checkout {
+        event: Sel,
+        product: Sel,
+        quantity: u8,
+        v1: bool,
+        seed: u16,
+    },
+    PaymentWebhook {
+        txn: Sel,
+        status: u8,
+    },
+    Refund {
+        txn: Sel,
+        partial: bool,
+    },
+    ActionStep {
+        slot: Sel,
+    },
+    ActionCrash {
+        slot: Sel,
+    },
+    Backfill {
+        kind: Kind,
+    },
+    /// The backfill driver crashes and restarts from its persisted cursor.
+    BackfillCrash {
+        kind: Kind,
+    },
+    RetryQuarantine {
+        kind: Kind,
+    },
+    Advance {
+        kind: Kind,
+    },
+    Rollback {
+        kind: Kind,
+    },
+    Read {
+        read: Read,
+    },
+}
+
+/// One step: an operation and how far its transaction's begin time lies behind the clock
+/// (`_creationTime` skew, in milliseconds).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Step {
+    #[serde(flatten)]
+    pub op: Op,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skew: u8,
+}
+
+fn is_zero(x: &u8) -> bool {
+    *x == 0
+}
+
+/// The invariants checked after every step.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Invariant {
+    /// Every read returns what the oracle (no migration) returns.
+    ReadEquivalence,
+    /// A write the oracle acknowledges is acknowledged and visible in the migrated app, also
+    /// across phase switches and rollbacks.
+    AcknowledgedWriteKept,
+    /// At most one typed row per legacy id.
+    UniqueTypedRow,
+    /// No typed row survives its deleted legacy document.
+    NoOrphanTypedRow,
+    /// A deleted entity never comes back.
+    DeletedStaysDeleted,
+    /// Once a kind's backfill is done, every legacy document has a typed row or is
+    /// quarantined with its reason.
+    Coverage,
+    /// A typed row equals the mapping of its legacy document while both sides are written.
+    FieldAgreement,
+    /// Every reference in a typed row resolves exactly when the oracle's does.
+    ReferentialIntegrity,
+    /// Every typed row validates against its table.
+    TypedRowValid,
+}
+
+impl Invariant {
+    pub const ALL: [Invariant; 9] = [
+        Invariant::ReadEquivalence,
+        Invariant::AcknowledgedWriteKept,
+        Invariant::UniqueTypedRow,
+        Invariant::NoOrphanTypedRow,
+        Invariant::DeletedStaysDeleted,
+        Invariant::Coverage,
+        Invariant::FieldAgreement,
+        Invariant::ReferentialIntegrity,
+        Invariant::TypedRowValid,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Invariant::ReadEquivalence => "read_equivalence",
+            Invariant::AcknowledgedWriteKept => "acknowledged_write_kept",
+            Invariant::UniqueTypedRow => "unique_typed_row",
+            Invariant::NoOrphanTypedRow => "no_orphan_typed_row",
+            Invariant::DeletedStaysDeleted => "deleted_stays_deleted",
+            Invariant::Coverage => "coverage",
+            Invariant::FieldAgreement => "field_agreement",
+            Invariant::ReferentialIntegrity => "referential_integrity",
+            Invariant::TypedRowValid => "typed_row_valid",
+        }
+    }
+}
+
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A violated invariant: a value that is reported, never a panic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The step (0-based) after which the invariant was found broken.
+    pub step: usize,
+    pub invariant: Invariant,
+    pub message: String,
+    pub expected: Option<String>,
+    pub seen: Option<String>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} broken at step {}: {}",
+            self.invariant, self.step, self.message
+        )?;
+        if let Some(e) = &self.expected {
+            write!(f, "\n  expected (oracle): {e}")?;
+        }
+        if let Some(s) = &self.seen {
+            write!(f, "\n  seen (migrated):   {s}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Options of a run besides the plan and the steps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimOptions {
+    pub data: GenOptions,
+    /// The largest `_creationTime` skew, in milliseconds (steps).
+    pub skew_max_ms: u8,
+    #[serde(skip)]
+    pub bugs: PlantedBugs,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            data: GenOptions::default(),
+            skew_max_ms: 3,
+            bugs: PlantedBugs::default(),
+        }
+    }
+}
+
+/// What one step did, as printed in a trace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TraceLine {
+    pub step: usize,
+    /// Who acted: `app`, `checkout#3`, `webhook#5`, `refund#2`, `backfill`, `controller`,
+    /// `reader`.
+    pub actor: String,
+    /// What it did and what it read or wrote.
+    pub action: String,
+}
+
+impl fmt::Display for TraceLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:>4}  {:<12} {}", self.step, self.actor, self.action)
+    }
+}
+
+/// The action programs, one transaction (or external call) per step.
+#[derive(Clone, Debug, PartialEq)]
+enum ActionKind {
+    Checkout {
+        event: Key,
+        product: Key,
+        session: Key,
+        tickets: Vec<Key>,
+        txn: Key,
+        v1: bool,
+        seed: u16,
+    },
+    Webhook {
+        txn: Key,
+        status: &'static str,
+    },
+    Refund {
+        txn: Key,
+        partial: bool,
+    },
+}
+
+/// An action in flight: its program, its program counter, and per world whether it has
+/// failed and what it read.
+#[derive(Clone, Debug)]
+struct InFlight {
+    number: usize,
+    kind: ActionKind,
+    pc: usize,
+    failed: [bool; 2],
+    /// What an earlier step read: the reader's view and, for the planted stale-copy bug, the
+    /// raw document.
+    captured: [Option<(Value, Option<Arc<Doc>>)>; 2],
+}
+
+impl InFlight {
+    fn len(&self) -> usize {
+        match &self.kind {
+            ActionKind::Checkout { tickets, .. } => 1 + tickets.len() + 2 + 2 * tickets.len(),
+            ActionKind::Webhook { .. } => 2,
+            ActionKind::Refund { .. } => 3,
+        }
+    }
+
+    fn name(&self) -> String {
+        let what = match self.kind {
+            ActionKind::Checkout { .. } => "checkout",
+            ActionKind::Webhook { .. } => "webhook",
+            ActionKind::Refund { .. } => "refund",
+        };
+        format!("{what}#{}", self.number)
+    }
+}
+
+/// The entities each world knows by key, shared by both worlds.
+#[derive(Clone, Debug, Default)]
+struct KeyBook {
+    next: Key,
+    kinds: [Vec<Key>; 3],
+    products: Vec<Key>,
+    sessions: Vec<Key>,
+    /// Dirty documents of the dataset: key, broken field, clean value.
+    dirty: [Vec<(Key, &'static str, Option<Arg>)>; 3],
+}
+
+impl KeyBook {
+    fn alloc(&mut self) -> Key {
+        let k = self.next;
+        self.next += 1;
+        k
+    }
+}
+
+fn pick<T: Copy>(list: &[T], sel: Sel) -> Option<T> {
+    if list.is_empty() {
+        None
+    } else {
+        Some(list[usize::from(sel) % list.len()])
+    }
+}
+
+/// Limit on steps of one run (a bound on everything, TigerBeetle style).
+pub const STEPS_MAX: usize = 100_000;
+/// Limit on actions in flight at once; a start beyond it is a no-op.
+pub const ACTIONS_IN_FLIGHT_MAX: usize = 8;
+
+/// Counts of what a run reached, for the summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub steps: usize,
+    /// The furthest phase each kind reached (events, transactions, tickets).
+    pub phase_max: [Option<Phase>; 3],
+    pub switches: usize,
+    pub rollbacks: usize,
+    pub batches: usize,
+    pub reads: usize,
+    pub writes_failed: usize,
+    pub quarantined_max: usize,
+}
+
+/// The two worlds, the shared key book, the actions in flight and the checker's state.
+pub struct Sim {
+    pub migrated: World,
+    pub oracle: World,
+    book: KeyBook,
+    actions: Vec<InFlight>,
+    actions_started: usize,
+    /// Keys deleted in the oracle.
+    deleted: BTreeSet<Key>,
+    /// Keys written since each kind's last phase switch, re-read at the next switch.
+    written_since_switch: [BTreeSet<Key>; 3],
+    /// Legacy documents of each kind with neither a typed row nor a quarantine entry.
+    pending: [BTreeSet<DocId>; 3],
+    step_no: usize,
+    skew_max: u64,
+    hasher: DefaultHasher,
+    pub stats: Stats,
+    verbose: bool,
+    pub trace: Vec<TraceLine>,
+}
+
+const WORLDS: [usize; 2] = [0, 1];
+const MIGRATED: usize = 0;
+const ORACLE: usize = 1;
+
+impl Sim {
+    /// A simulation of `plan` over a dataset generated from `seed`.
+    pub fn new(plan: Arc<Plan>, options: &SimOptions, seed: u64) -> Sim {
+        let data = data::generate(seed, &options.data);
+        Sim::from_dataset(plan, options, &data)
+    }
+
+    /// A simulation over a given dataset.
+    pub fn from_dataset(plan: Arc<Plan>, options: &SimOptions, data: &Dataset) -> Sim {
+        let migrated = World::new(plan.clone(), data, true, options.bugs.clone());
+        let oracle = World::new(plan, data, false, PlantedBugs::default());
+        let mut book = KeyBook {
+            next: data.objects.len() as Key,
+            ..KeyBook::default()
+        };
+        let mut pending: [BTreeSet<DocId>; 3] = Default::default();
+        for (i, obj) in data.objects.iter().enumerate() {
+            let key = i as Key;
+            match kind_of(&obj.fields) {
+                Some(kind) => {
+                    book.kinds[kind.index()].push(key);
+                    pending[kind.index()].insert(migrated.handle(key).expect("loaded"));
+                    if let Some((_, path, clean)) = &obj.dirt {
+                        let field = path.trim_start_matches("customProperties.");
+                        let field = crate::schema::kind_fields(kind)
+                            .iter()
+                            .map(|s| s.name)
+                            .chain(["totalPriceInCents", "totalInCents"])
+                            .find(|n| *n == field)
+                            .unwrap_or("totalPriceInCents");
+                        let value = clean
+                            .get("customProperties")
+                            .and_then(Value::as_object)
+                            .and_then(|cp| cp.get(field))
+                            .map(|v| match v.as_str().and_then(crate::validator::parse_id) {
+                                // A reference is fixed to the entity, not to a raw id.
+                                Some(("objects", seq)) => Arg::Ref(seq - 1),
+                                _ => Arg::Plain(v.clone()),
+                            });
+                        book.dirty[kind.index()].push((key, field, value));
+                    }
+                }
+                None => match obj.fields.get("type").and_then(Value::as_str) {
+                    Some("product") => book.products.push(key),
+                    Some("checkout_session") => book.sessions.push(key),
+                    _ => {}
+                },
+            }
+        }
+        Sim {
+            migrated,
+            oracle,
+            book,
+            actions: Vec::new(),
+            actions_started: 0,
+            deleted: BTreeSet::new(),
+            written_since_switch: Default::default(),
+            pending,
+            step_no: 0,
+            skew_max: u64::from(options.skew_max_ms),
+            hasher: DefaultHasher::new(),
+            stats: Stats::default(),
+            verbose: false,
+            trace: Vec::new(),
+        }
+    }
+
+    /// Records a human-readable trace line per step (for counterexamples and replays).
+    pub fn set_verbose(&mut self, on: bool) {
+        self.verbose = on;
+    }
+
+    /// The digest of everything the run has done so far: equal digests, equal runs.
+    pub fn digest(&self) -> u64 {
+        self.hasher.finish()
+    }
+
+    fn world(&mut self, w: usize) -> &mut World {
+        if w == MIGRATED {
+            &mut self.migrated
+        } else {
+            &mut self.oracle
+        }
+    }
+
+    fn note(&mut self, actor: impl Into<String>, action: impl FnOnce() -> String) {
+        if self.verbose {
+            self.trace.push(TraceLine {
+                step: self.step_no,
+                actor: actor.into(),
+                action: action(),
+            });
+        }
+    }
+
+    /// Runs every step and checks after each; the first failure ends the run.
+    pub fn run(&mut self, steps: &[Step]) -> Result<(), Failure> {
+        assert!(steps.len() <= STEPS_MAX, "runs are bounded by STEPS_MAX");
+        for step in steps {
+            self.step(step)?;
+        }
+        Ok(())
+    }
+
+    /// Applies one step to both worlds and checks every invariant.
+    pub fn step(&mut self, step: &Step) -> Result<(), Failure> {
+        let now = self.migrated.now() + TICKS_PER_STEP;
+        self.migrated.ctx.set_now(now);
+        self.oracle.ctx.set_now(now);
+        let skew = u64::from(step.skew).min(self.skew_max) * TICKS_PER_STEP;
+        step.hash(&mut self.hasher);
+        let result = self.apply(&step.op, skew);
+        let result = result.and_then(|()| self.check_after_step());
+        self.stats.steps += 1;
+        for k in Kind::ALL {
+            let p = self.migrated.phase(k);
+            let slot = &mut self.stats.phase_max[k.index()];
+            if slot.is_none_or(|m| p > m) {
+                *slot = Some(p);
+            }
+        }
+        self.step_no += 1;
+        result
+    }
+
+    fn fail(
+        &self,
+        invariant: Invariant,
+        message: String,
+        expected: Option<String>,
+        seen: Option<String>,
+    ) -> Failure {
+        Failure {
+            step: self.step_no,
+            invariant,
+            message,
+            expected,
+            seen,
+        }
+    }
+
+    fn apply(&mut self, op: &Op, skew: u64) -> Result<(), Failure> {
+        match op {
+            Op::Noop => Ok(()),
+            Op::Read { read } => self.read(read),
+            Op::Backfill { kind } => {
+                let outcome = self.migrated.backfill_batch(*kind);
+                if let Ok(BackfillOutcome::Batch { .. }) = &outcome {
+                    self.stats.batches += 1;
+                }
+                0u8.hash(&mut self.hasher);
+                format!("{outcome:?}").hash(&mut self.hasher);
+                self.note("backfill", || {
+                    format!("{kind} batch: {}", describe_backfill(&outcome))
+                });
+                Ok(())
+            }
+            Op::BackfillCrash { kind } => {
+                // The driver keeps nothing in memory: each batch reads its cursor from
+                // migrationProgress, so a restart resumes exactly there.
+                let p = self.migrated.progress(*kind);
+                self.note("backfill", || {
+                    format!(
+                        "{kind} driver crashed; resumes from persisted cursor after {} documents",
+                        p.processed
+                    )
+                });
+                Ok(())
+            }
+            Op::RetryQuarantine { kind } => {
+                let r = self.migrated.retry_quarantine(*kind);
+                self.note("backfill", || {
+                    format!("{kind} quarantine retry: {r:?} released")
+                });
+                Ok(())
+            }
+            Op::Advance { kind } | Op::Rollback { kind } => {
+                let switch = if matches!(op, Op::Advance { .. }) {
+                    self.migrated.advance(*kind)
+                } else {
+                    self.migrated.rollback(*kind)
+                };
+                format!("{switch:?}").hash(&mut self.hasher);
+                self.note("controller", || {
+                    format!("{kind}: {}", describe_switch(&switch))
+                });
+                if let Switch::Moved { from, to } = switch {
+                    self.stats.switches += 1;
+                    if to < from {
+                        self.stats.rollbacks += 1;
+                    }
+                    return self.recheck_written(*kind, &format!("{kind} moved {from} -> {to}"));
+                }
+                Ok(())
+            }
+            Op::ActionStep { slot } => self.action_step(*slot, skew),
+            Op::ActionCrash { slot } => {
+                if self.actions.is_empty() {
+                    return Ok(());
+                }
+                let i = usize::from(*slot) % self.actions.len();
+                let a = self.actions.remove(i);
+                self.note(a.name(), || {
+                    format!(
+                        "crashed after {} of {} steps; earlier steps stay committed",
+                        a.pc,
+                        a.len()
+                    )
+                });
+                Ok(())
+            }
+            Op::Checkout {
+                event,
+                product,
+                quantity,
+                v1,
+                seed,
+            } => {
+                let (Some(event), Some(product)) = (
+                    pick(&self.book.kinds[Kind::Events.index()], *event),
+                    pick(&self.book.products, *product),
+                ) else {
+                    return Ok(());
+                };
+                let quantity = (*quantity).clamp(1, 3);
+                let session = self.book.alloc();
+                let tickets = (0..quantity).map(|_| self.book.alloc()).collect();
+                let txn = self.book.alloc();
+                self.start(ActionKind::Checkout {
+                    event,
+                    product,
+                    session,
+                    tickets,
+                    txn,
+                    v1: *v1,
+                    seed: *seed,
+                })
+            }
+            Op::PaymentWebhook { txn, status } => {
+                let Some(txn) = pick(&self.book.kinds[Kind::Transactions.index()], *txn) else {
+                    return Ok(());
+                };
+                let status = PAYMENT_STATUSES[usize::from(*status) % PAYMENT_STATUSES.len()];
+                self.start(ActionKind::Webhook { txn, status })
+            }
+            Op::Refund { txn, partial } => {
+                let Some(txn) = pick(&self.book.kinds[Kind::Transactions.index()], *txn) else {
+                    return Ok(());
+                };
+                self.start(ActionKind::Refund {
+                    txn,
+                    partial: *partial,
+                })
+            }
+            _ => self.app_mutation(op, skew),
+        }
+    }
+
+    fn start(&mut self, kind: ActionKind) -> Result<(), Failure> {
+        if self.actions.len() >= ACTIONS_IN_FLIGHT_MAX {
+            return Ok(());
+        }
+        self.actions_started += 1;
+        let a = InFlight {
+            number: self.actions_started,
+            kind,
+            pc: 0,
+            failed: [false; 2],
+            captured: [None, None],
+        };
+        self.note(a.name(), || {
+            format!("started ({} steps): {:?}", a.len(), a.kind)
+        });
+        self.actions.push(a);
+        Ok(())
+    }
+
+    /// One single-mutation write path of the app, applied to both worlds.
+    fn app_mutation(&mut self, op: &Op, skew: u64) -> Result<(), Failure> {
+        let mut created = None;
+        let mut outcomes: [Result<(), TxError>; 2] = [Ok(()), Ok(())];
+        let target = |book: &KeyBook, kind: Kind, sel: Sel| pick(&book.kinds[kind.index()], sel);
+        let now_ms = self.migrated.now_ms();
+        let description;
+        match op {
+            Op::CreateEvent { org, seed } => {
+                let key = self.book.alloc();
+                let mut rng = data::rng(u64::from(*seed));
+                let cp = data::event_properties(&mut rng);
+                let name = format!("{} Summit", cp["location"].as_str().unwrap_or("City"));
+                description = format!("create event #{key} {name:?}");
+                for w in WORLDS {
+                    let world = self.world(w);
+                    let org_id = world.org_id(usize::from(*org));
+                    let fields = data::object_fields(
+                        &Value::String(world.id_string(org_id)),
+                        "event",
+                        None,
+                        name.clone(),
+                        "draft",
+                        cp.clone(),
+                        now_ms,
+                    );
+                    outcomes[w] = world
+                        .mutate(skew, |c, tx| c.create(tx, Kind::Events, fields))
+                        .map(|id| world.ctx.register(key, id));
+                }
+                self.book.kinds[Kind::Events.index()].push(key);
+                created = Some((Kind::Events, key));
+            }
+            Op::EditEvent { event, seed } => {
+                let Some(key) = target(&self.book, Kind::Events, *event) else {
+                    return Ok(());
+                };
+                let status =
+                    ["published", "in_progress", "completed", "cancelled"][usize::from(*seed) % 4];
+                let changes = vec![
+                    Change {
+                        field: "status",
+                        value: Some(Arg::Plain(Value::from(status))),
+                    },
+                    Change {
+                        field: "maxCapacity",
+                        value: Some(Arg::Plain(Value::Float64(f64::from(*seed % 500) * 10.0))),
+                    },
+                ];
+                description = format!("edit event #{key}: status {status}");
+                outcomes = self.both(skew, |c, tx| c.update(tx, Kind::Events, key, &changes));
+                self.written(Kind::Events, key);
+            }
+            Op::GenericUpdate {
+                kind,
+                target: sel,
+                seed,
+            } => {
+                let Some(key) = target(&self.book, *kind, *sel) else {
+                    return Ok(());
+                };
+                let mut rng = data::rng(u64::from(*seed));
+                let (name, email) = data::person(&mut rng);
+                let change = match (kind, seed % 3) {
+                    (Kind::Events, 0) => Change {
+                        field: "location",
+                        value: Some(Arg::Plain(Value::from(name.as_str()))),
+                    },
+                    (Kind::Events, _) => Change {
+                        field: "organizerNote",
+                        value: Some(Arg::Plain(Value::from(email.as_str()))),
+                    },
+                    (Kind::Transactions, 0) => Change {
+                        field: "customerName",
+                        value: Some(Arg::Plain(Value::from(name.as_str()))),
+                    },
+                    (Kind::Transactions, 1) => Change {
+                        field: "customerPhone",
+                        value: None,
+                    },
+                    (Kind::Transactions, _) => Change {
+                        field: "internalNote",
+                        value: Some(Arg::Plain(Value::from(email.as_str()))),
+                    },
+                    (Kind::Tickets, 0) => Change {
+                        field: "holderName",
+                        value: Some(Arg::Plain(Value::from(name.as_str()))),
+                    },
+                    (Kind::Tickets, _) => Change {
+                        field: "seat",
+                        value: Some(Arg::Plain(Value::from(format!("R{}", seed % 40)))),
+                    },
+                };
+                description = format!(
+                    "generic update of {kind} #{key}: {} := {:?}",
+                    change.field, change.value
+                );
+                outcomes = self.both(skew, |c, tx| {
+                    c.update(tx, *kind, key, std::slice::from_ref(&change))
+                });
+                self.written(*kind, key);
+            }
+            Op::Delete { kind, target: sel } => {
+                let Some(key) = target(&self.book, *kind, *sel) else {
+                    return Ok(());
+                };
+                description = format!("delete {kind} #{key}");
+                outcomes = self.both(skew, |c, tx| c.delete(tx, *kind, key));
+                if outcomes[ORACLE].is_ok() {
+                    self.deleted.insert(key);
+                }
+                self.written(*kind, key);
+            }
+            Op::BookingPayment { org, seed } => {
+                let key = self.book.alloc();
+                let mut rng = data::rng(u64::from(*seed) ^ 0xb00c);
+                description = format!("booking payment creates transaction #{key}");
+                let unit = data::price(&mut rng);
+                for w in WORLDS {
+                    let mut rng = rng.clone();
+                    let world = self.world(w);
+                    let org_id = world.org_id(usize::from(*org));
+                    let null = Value::Null;
+                    let purchase = data::Purchase {
+                        product: &null,
+                        product_name: "",
+                        event: &null,
+                        event_name: "",
+                        session: &null,
+                        quantity: 1,
+                        unit_price: unit,
+                    };
+                    let cp = data::transaction_properties(
+                        &mut rng,
+                        TxShape::Booking,
+                        &purchase,
+                        "paid",
+                        true,
+                    );
+                    let fields = data::object_fields(
+                        &Value::String(world.id_string(org_id)),
+                        "transaction",
+                        Some("booking"),
+                        "Booking".into(),
+                        "active",
+                        cp,
+                        now_ms,
+                    );
+                    outcomes[w] = world
+                        .mutate(skew, |c, tx| c.create(tx, Kind::Transactions, fields))
+                        .map(|id| world.ctx.register(key, id));
+                }
+                self.book.kinds[Kind::Transactions.index()].push(key);
+                created = Some((Kind::Transactions, key));
+            }
+            Op::InvoiceTransition { txn } => {
+                let Some(key) = target(&self.book, Kind::Transactions, *txn) else {
+                    return Ok(());
+                };
+                description = format!("invoicing transition of transaction #{key}");
+                // Reads the current invoicing status in the same mutation, then moves it on.
+                outcomes = self.both(skew, |c, tx| {
+                    let current = c.read_one(tx, Kind::Transactions, key)?.and_then(|v| {
+                        v.as_object()
+                            .and_then(|f| f.get("invoicingStatus").cloned())
+                    });
+                    let next = match current.as_ref().and_then(Value::as_str) {
+                        None | Some("pending") => "on_draft_invoice",
+                        Some("on_draft_invoice") => "invoiced",
+                        Some(_) => return Err(TxError::Threw("already invoiced".into())),
+                    };
+                    let mut changes = vec![Change {
+                        field: "invoicingStatus",
+                        value: Some(Arg::Plain(Value::from(next))),
+                    }];
+                    if next == "invoiced" {
+                        changes.push(Change {
+                            field: "invoiceId",
+                            value: Some(Arg::Plain(Value::String(format!("inv_{key}")))),
+                        });
+                    }
+                    c.update(tx, Kind::Transactions, key, &changes)
+                });
+                self.written(Kind::Transactions, key);
+            }
+            Op::Ticket { ticket, change } => {
+                let Some(key) = target(&self.book, Kind::Tickets, *ticket) else {
+                    return Ok(());
+                };
+                let changes = match change {
+                    TicketChange::Redeem => vec![
+                        Change {
+                            field: "status",
+                            value: Some(Arg::Plain(Value::from("redeemed"))),
+                        },
+                        Change {
+                            field: "redeemedAt",
+                            value: Some(Arg::Plain(Value::Float64(now_ms))),
+                        },
+                    ],
+                    TicketChange::Cancel => vec![Change {
+                        field: "status",
+                        value: Some(Arg::Plain(Value::from("cancelled"))),
+                    }],
+                    TicketChange::Transfer { seed } => {
+                        let (name, email) = data::person(&mut data::rng(u64::from(*seed)));
+                        vec![
+                            Change {
+                                field: "status",
+                                value: Some(Arg::Plain(Value::from("transferred"))),
+                            },
+                            Change {
+                                field: "holderName",
+                                value: Some(Arg::Plain(Value::from(name))),
+                            },
+                            Change {
+                                field: "holderEmail",
+                                value: Some(Arg::Plain(Value::from(email))),
+                            },
+                        ]
+                    }
+                    TicketChange::Move { event } => {
+                        let Some(e) = target(&self.book, Kind::Events, *event) else {
+                            return Ok(());
+                        };
+                        vec![Change {
+                            field: "eventId",
+                            value: Some(Arg::Ref(e)),
+                        }]
+                    }
+                };
+                description = format!("ticket #{key}: {change:?}");
+                let moved_to = match change {
+                    TicketChange::Move { event } => target(&self.book, Kind::Events, *event),
+                    _ => None,
+                };
+                outcomes = self.both(skew, |c, tx| {
+                    // The app checks that the target event exists before moving a ticket.
+                    if let Some(e) = moved_to
+                        && c.read_one(tx, Kind::Events, e)?.is_none()
+                    {
+                        return Err(TxError::Threw(format!("event #{e} does not exist")));
+                    }
+                    c.update(tx, Kind::Tickets, key, &changes)
+                });
+                self.written(Kind::Tickets, key);
+            }
+            Op::Repair { kind, target: sel } => {
+                let Some((key, field, value)) = pick_dirty(&self.book.dirty[kind.index()], *sel)
+                else {
+                    return Ok(());
+                };
+                description = format!("data fix of {kind} #{key}: {field} := {value:?}");
+                let change = Change { field, value };
+                outcomes = self.both(skew, |c, tx| {
+                    c.update(tx, *kind, key, std::slice::from_ref(&change))
+                });
+                self.written(*kind, key);
+            }
+            _ => unreachable!("app_mutation handles the single-mutation write paths: {op:?}"),
+        }
+        self.note("app", || {
+            format!("{description}: {}", describe_outcomes(&outcomes))
+        });
+        if let Some((kind, key)) = created {
+            self.written(kind, key);
+        }
+        self.compare_outcomes(&outcomes, &description)
+    }
+
+    fn written(&mut self, kind: Kind, key: Key) {
+        self.written_since_switch[kind.index()].insert(key);
+    }
+
+    /// Runs the same mutation in both worlds.
+    fn both(
+        &mut self,
+        skew: u64,
+        mut f: impl FnMut(&crate::world::Ctx, &mut crate::store::Tx<'_>) -> Result<(), TxError>,
+    ) -> [Result<(), TxError>; 2] {
+        let m = self.migrated.mutate(skew, &mut f);
+        let o = self.oracle.mutate(skew, &mut f);
+        [m, o]
+    }
+
+    /// A write the oracle acknowledges must be acknowledged by the migrated app too, and
+    /// the other way round.
+    fn compare_outcomes(
+        &mut self,
+        outcomes: &[Result<(), TxError>; 2],
+        what: &str,
+    ) -> Result<(), Failure> {
+        let ok = [outcomes[0].is_ok(), outcomes[1].is_ok()];
+        ok.hash(&mut self.hasher);
+        if !ok[MIGRATED] {
+            self.stats.writes_failed += 1;
+        }
+        if ok[MIGRATED] != ok[ORACLE] {
+            return Err(self.fail(
+                Invariant::AcknowledgedWriteKept,
+                format!("{what}: the oracle and the migrated app disagree on whether the write succeeded"),
+                Some(describe_result(&outcomes[ORACLE])),
+                Some(describe_result(&outcomes[MIGRATED])),
+            ));
+        }
+        Ok(())
+    }
+
+    fn action_step(&mut self, slot: Sel, skew: u64) -> Result<(), Failure> {
+        if self.actions.is_empty() {
+            return Ok(());
+        }
+        let i = usize::from(slot) % self.actions.len();
+        let mut a = self.actions[i].clone();
+        let pc = a.pc;
+        let mut outcomes: [Result<(), TxError>; 2] = [Ok(()), Ok(())];
+        let mut description = String::new();
+        let now_ms = self.migrated.now_ms();
+        for w in WORLDS {
+            if a.failed[w] {
+                continue;
+            }
+            let world = if w == MIGRATED {
+                &mut self.migrated
+            } else {
+                &mut self.oracle
+            };
+            let r = action_transaction(world, &mut a, w, pc, skew, now_ms, &mut description);
+            if r.is_err() {
+                a.failed[w] = true;
+            }
+            outcomes[w] = r;
+        }
+        a.pc += 1;
+        let name = a.name();
+        self.note(name, || {
+            format!(
+                "step {}/{}: {description}: {}",
+                pc + 1,
+                a.len(),
+                describe_outcomes(&outcomes)
+            )
+        });
+        for key in action_writes(&a.kind, pc) {
+            let kind = self.kind_of_key(key);
+            if let Some(kind) = kind {
+                self.written(kind, key);
+            }
+        }
+        if let ActionKind::Checkout {
+            event: _,
+            tickets,
+            txn,
+            ..
+        } = &a.kind
+        {
+            if pc >= 1 && pc <= tickets.len() {
+                let t = tickets[pc - 1];
+                if !self.book.kinds[Kind::Tickets.index()].contains(&t) {
+                    self.book.kinds[Kind::Tickets.index()].push(t);
+                }
+            }
+            if pc == tickets.len() + 1 {
+                self.book.kinds[Kind::Transactions.index()].push(*txn);
+            }
+            if pc == 0
+                && let ActionKind::Checkout { session, .. } = &a.kind
+            {
+                self.book.sessions.push(*session);
+            }
+        }
+        if a.pc >= a.len() {
+            self.actions.remove(i);
+        } else {
+            self.actions[i] = a;
+        }
+        self.compare_outcomes(&outcomes, &description)
+    }
+
+    fn kind_of_key(&self, key: Key) -> Option<Kind> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| self.book.kinds[k.index()].contains(&key))
+    }
+
+    // ----- Reads ------------------------------------------------------------------------
+
+    fn read(&mut self, read: &Read) -> Result<(), Failure> {
+        self.stats.reads += 1;
+        let book = &self.book;
+        let resolved = resolve_read(book, read);
+        let Some(resolved) = resolved else {
+            return Ok(());
+        };
+        let m = run_read(&mut self.migrated, &resolved);
+        let o = run_read(&mut self.oracle, &resolved);
+        let describe = |r: &Result<Value, TxError>| match r {
+            Ok(v) => v.to_string(),
+            Err(e) => format!("error: {e}"),
+        };
+        match (&m, &o) {
+            (Ok(a), Ok(_)) => {
+                let mut h = DefaultHasher::new();
+                a.hash(&mut h);
+                h.finish().hash(&mut self.hasher);
+            }
+            _ => 1u8.hash(&mut self.hasher),
+        }
+        self.note("reader", || format!("{resolved:?} -> {}", summarize(&m)));
+        if m != o {
+            return Err(self.fail(
+                Invariant::ReadEquivalence,
+                format!("{resolved:?} returned something else than without the migration"),
+                Some(describe(&o)),
+                Some(describe(&m)),
+            ));
+        }
+        Ok(())
+    }
+
+    // ----- Invariants --------------------------------------------------------------------
+
+    /// After a phase switch, every entity written since the kind's last switch must read the
+    /// same in both worlds through the new phase's read path.
+    fn recheck_written(&mut self, kind: Kind, what: &str) -> Result<(), Failure> {
+        let keys = std::mem::take(&mut self.written_since_switch[kind.index()]);
+        for key in keys {
+            self.compare_entity(kind, key, what)?;
+        }
+        Ok(())
+    }
+
+    fn compare_entity(&mut self, kind: Kind, key: Key, what: &str) -> Result<(), Failure> {
+        let m = self.migrated.mutate(0, |c, tx| c.read_one(tx, kind, key));
+        let o = self.oracle.mutate(0, |c, tx| c.read_one(tx, kind, key));
+        if m != o {
+            let show = |r: &Result<Option<Value>, TxError>| match r {
+                Ok(Some(v)) => v.to_string(),
+                Ok(None) => "not found".to_string(),
+                Err(e) => format!("error: {e}"),
+            };
+            return Err(self.fail(
+                Invariant::AcknowledgedWriteKept,
+                format!("{what}: {kind} #{key} does not read back as the oracle has it"),
+                Some(show(&o)),
+                Some(show(&m)),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks every invariant on what this step touched (never a full scan).
+    fn check_after_step(&mut self) -> Result<(), Failure> {
+        let oracle_log = self.oracle.absorb();
+        let log = self.migrated.absorb();
+        (log.len(), oracle_log.len()).hash(&mut self.hasher);
+        if self.verbose && !log.is_empty() {
+            let summary = describe_writes(&self.migrated, &log);
+            self.note("", || format!("  wrote {summary}"));
+        }
+        // Acknowledged writes read back the same in both worlds.
+        let mut keys_written: BTreeSet<(Kind, Key)> = BTreeSet::new();
+        for w in &oracle_log {
+            let doc = w
+                .after
+                .as_ref()
+                .or(w.before.as_ref())
+                .expect("a write has a side");
+            if let Some(kind) = kind_of(&doc.fields)
+                && let Some(key) = self.oracle.key_of(w.id)
+            {
+                keys_written.insert((kind, key));
+            }
+        }
+        let mut legacy_touched: BTreeSet<(Kind, DocId)> = BTreeSet::new();
+        let mut typed_touched: Vec<(Kind, &Write)> = Vec::new();
+        for w in &log {
+            let t = &self.migrated.t;
+            if w.id.table == t.objects {
+                let doc = w
+                    .after
+                    .as_ref()
+                    .or(w.before.as_ref())
+                    .expect("a write has a side");
+                if let Some(kind) = kind_of(&doc.fields) {
+                    legacy_touched.insert((kind, w.id));
+                }
+            } else if let Some(kind) = t.typed_kind(w.id.table) {
+                typed_touched.push((kind, w));
+                for d in [&w.before, &w.after].into_iter().flatten() {
+                    if let Some(l) = legacy_of(&self.migrated, d) {
+                        legacy_touched.insert((kind, l));
+                    }
+                }
+            } else if w.id.table == t.quarantine {
+                let d = w
+                    .after
+                    .as_ref()
+                    .or(w.before.as_ref())
+                    .expect("a write has a side");
+                if let (Some(kind), Some(l)) = (
+                    d.get("kind").and_then(Value::as_str).and_then(Kind::parse),
+                    legacy_of(&self.migrated, d),
+                ) {
+                    legacy_touched.insert((kind, l));
+                }
+            }
+        }
+        for (kind, w) in &typed_touched {
+            self.check_typed_row(*kind, w)?;
+        }
+        for (kind, l) in &legacy_touched {
+            self.check_legacy_doc(*kind, *l)?;
+        }
+        self.check_coverage()?;
+        for (kind, key) in keys_written {
+            self.compare_entity(kind, key, "after the write")?;
+        }
+        Ok(())
+    }
+
+    fn check_typed_row(&mut self, kind: Kind, w: &Write) -> Result<(), Failure> {
+        let world = &self.migrated;
+        let Some(row) = &w.after else {
+            return Ok(());
+        };
+        let id = world.id_string(row.id);
+        if let Err(e) = typed_validator(kind).validate_fields(&row.fields) {
+            return Err(self.fail(
+                Invariant::TypedRowValid,
+                format!("{id} does not validate against {kind}: {e}"),
+                None,
+                Some(Value::Object(row.fields.clone()).to_string()),
+            ));
+        }
+        if let Some(l) = legacy_of(world, row) {
+            let key = world.key_of(l);
+            if w.before.is_none() && key.is_some_and(|k| self.deleted.contains(&k)) {
+                return Err(self.fail(
+                    Invariant::DeletedStaysDeleted,
+                    format!(
+                        "{id} was inserted for {}, which was deleted earlier (#{})",
+                        world.id_string(l),
+                        key.unwrap_or_default()
+                    ),
+                    Some("no row".into()),
+                    Some(Value::Object(row.fields.clone()).to_string()),
+                ));
+            }
+            let l_string = Value::String(world.id_string(l));
+            let rows = world
+                .store
+                .peek_range(
+                    world.t.typed_by_legacy[kind.index()],
+                    std::slice::from_ref(&l_string),
+                )
+                .count();
+            if rows > 1 {
+                return Err(self.fail(
+                    Invariant::UniqueTypedRow,
+                    format!(
+                        "{} has {rows} typed rows in {kind} (the latest is {id})",
+                        world.id_string(l)
+                    ),
+                    Some("1".into()),
+                    Some(rows.to_string()),
+                ));
+            }
+        }
+        let mut fields = row.fields.clone();
+        let mut dangling = None;
+        let _ = for_each_reference(kind, &mut fields, |path, target, v| {
+            let Some(target) = target else {
+                return Ok::<(), ()>(());
+            };
+            let s = v.as_str().unwrap_or_default();
+            let resolves = world
+                .parse_id(s)
+                .filter(|id| id.table == world.t.typed[target.index()])
+                .and_then(|id| world.store.peek(id))
+                .is_some();
+            if !resolves && dangling.is_none() {
+                // Allowed only where the oracle's reference does not resolve either.
+                let oracle_resolves = world
+                    .parse_id(s)
+                    .and_then(|id| world.key_of(id))
+                    .and_then(|k| self.oracle.handle(k))
+                    .and_then(|h| self.oracle.store.peek(h))
+                    .is_some();
+                let known = world.parse_id(s).and_then(|id| world.key_of(id)).is_some();
+                if oracle_resolves || !known {
+                    dangling = Some(format!("{path} = {s} resolves to no {target} row"));
+                }
+            }
+            Ok(())
+        });
+        if let Some(d) = dangling {
+            return Err(self.fail(
+                Invariant::ReferentialIntegrity,
+                format!("{id}: {d}, but the reference resolves without the migration"),
+                None,
+                Some(Value::Object(row.fields.clone()).to_string()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_legacy_doc(&mut self, kind: Kind, l: DocId) -> Result<(), Failure> {
+        let world = &self.migrated;
+        let l_string = Value::String(world.id_string(l));
+        let typed: Vec<Arc<Doc>> = world
+            .store
+            .peek_range(
+                world.t.typed_by_legacy[kind.index()],
+                std::slice::from_ref(&l_string),
+            )
+            .cloned()
+            .collect();
+        let quarantined = world
+            .store
+            .peek_range(
+                world.t.quarantine_by_legacy,
+                std::slice::from_ref(&l_string),
+            )
+            .next()
+            .is_some();
+        let doc = world.store.peek(l).cloned();
+        let Some(doc) = doc.filter(|d| kind_of(&d.fields) == Some(kind)) else {
+            if let Some(t) = typed.first() {
+                return Err(self.fail(
+                    Invariant::NoOrphanTypedRow,
+                    format!(
+                        "{} survives its deleted legacy document {}",
+                        world.id_string(t.id),
+                        world.id_string(l)
+                    ),
+                    Some("no typed row".into()),
+                    Some(Value::Object(t.fields.clone()).to_string()),
+                ));
+            }
+            self.pending[kind.index()].remove(&l);
+            return Ok(());
+        };
+        if typed.is_empty() && !quarantined {
+            self.pending[kind.index()].insert(l);
+        } else {
+            self.pending[kind.index()].remove(&l);
+        }
+        let phase = world.phase(kind);
+        let both_written = phase.writes_typed() && phase.writes_legacy();
+        if both_written && let Some(t) = typed.first() {
+            let expected = self.migrated.map_now(kind, &doc.fields, Some(l));
+            let world = &self.migrated;
+            match expected {
+                Ok(f) if f == t.fields => {}
+                Ok(f) => {
+                    return Err(self.fail(
+                        Invariant::FieldAgreement,
+                        format!(
+                            "{} differs from the mapping of {}: {}",
+                            world.id_string(t.id),
+                            world.id_string(l),
+                            first_difference(&f, &t.fields)
+                        ),
+                        Some(Value::Object(f).to_string()),
+                        Some(Value::Object(t.fields.clone()).to_string()),
+                    ));
+                }
+                Err(e) => {
+                    return Err(self.fail(
+                        Invariant::FieldAgreement,
+                        format!(
+                            "{} no longer maps ({e}) but {} still holds a copy",
+                            world.id_string(l),
+                            world.id_string(t.id)
+                        ),
+                        None,
+                        Some(Value::Object(t.fields.clone()).to_string()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_coverage(&mut self) -> Result<(), Failure> {
+        for kind in Kind::ALL {
+            let Some(l) = self.pending[kind.index()].first().copied() else {
+                continue;
+            };
+            let world = &self.migrated;
+            // Coverage is about the documents objects still owns: once a kind is typed-only,
+            // its legacy documents are retired copies.
+            let phase = world.phase(kind);
+            if phase >= Phase::Backfill && phase.writes_legacy() && world.progress(kind).done {
+                return Err(self.fail(
+                    Invariant::Coverage,
+                    format!("{kind} backfill is done but {} has neither a typed row nor a quarantine entry", world.id_string(l)),
+                    Some("a typed row or a quarantine entry".into()),
+                    Some("neither".into()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Legacy documents of `kind` still waiting for the backfill (for reports and tests).
+    pub fn pending(&self, kind: Kind) -> usize {
+        self.pending[kind.index()].len()
+    }
+}
+
+fn pick_dirty(
+    list: &[(Key, &'static str, Option<Arg>)],
+    sel: Sel,
+) -> Option<(Key, &'static str, Option<Arg>)> {
+    if list.is_empty() {
+        None
+    } else {
+        Some(list[usize::from(sel) % list.len()].clone())
+    }
+}
+
+fn legacy_of(world: &World, doc: &Doc) -> Option<DocId> {
+    doc.get("legacyId")
+        .and_then(Value::as_str)
+        .and_then(|s| world.parse_id(s))
+}
+
+fn first_difference(expected: &Fields, seen: &Fields) -> String {
+    for (k, v) in expected {
+        match seen.get(k) {
+            Some(s) if s == v => {}
+            Some(s) => return format!("{k}: expected {v}, found {s}"),
+            None => return format!("{k}: expected {v}, missing"),
+        }
+    }
+    match seen.keys().find(|k| !expected.contains_key(*k)) {
+        Some(k) => format!("{k}: unexpected field"),
+        None => "no difference".into(),
+    }
+}
+
+/// Keys that step `pc` of an action writes.
+fn action_writes(kind: &ActionKind, pc: usize) -> Vec<Key> {
+    match kind {
+        ActionKind::Checkout { tickets, txn, .. } => {
+            let q = tickets.len();
+            if (1..=q).contains(&pc) {
+                vec![tickets[pc - 1]]
+            } else if pc == q + 1 || pc == q + 2 {
+                vec![*txn]
+            } else if pc > q + 2 && (pc - q - 3) % 2 == 1 {
+                vec![tickets[(pc - q - 3) / 2]]
+            } else {
+                vec![]
+            }
+        }
+        ActionKind::Webhook { txn, .. } => {
+            if pc == 1 {
+                vec![*txn]
+            } else {
+                vec![]
+            }
+        }
+        ActionKind::Refund { txn, .. } => {
+            if pc == 2 {
+                vec![*txn]
+            } else {
+                vec![]
+            }
+        }
+    }
+}
+
+/// Runs step `pc` of an action in one world: one transaction (or an external call).
+fn action_transaction(
+    world: &mut World,
+    a: &mut InFlight,
+    w: usize,
+    pc: usize,
+    skew: u64,
+    now_ms: f64,
+    description: &mut String,
+) -> Result<(), TxError> {
+    match a.kind.clone() {
+        ActionKind::Checkout {
+            event,
+            product,
+            session,
+            tickets,
+            txn,
+            v1,
+            seed,
+        } => {
+            let q = tickets.len();
+            let mut rng = data::rng(u64::from(seed) << 8 | pc as u64);
+            if pc == 0 {
+                *description = format!("create checkout session #{session} for event #{event}");
+                let id = world.mutate(skew, |c, tx| {
+                    let ev = c
+                        .read_one(tx, Kind::Events, event)?
+                        .ok_or_else(|| TxError::Threw(format!("event #{event} does not exist")))?;
+                    let org = ev
+                        .as_object()
+                        .and_then(|f| f.get("organizationId"))
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    c.create_object(
+                        tx,
+                        data::object_fields(
+                            &org,
+                            "checkout_session",
+                            None,
+                            "Checkout".into(),
+                            "open",
+                            Fields::new(),
+                            now_ms,
+                        ),
+                    )
+                })?;
+                world.ctx.register(session, id);
+                Ok(())
+            } else if pc <= q {
+                let t = tickets[pc - 1];
+                *description = format!("insert ticket #{t} ({} of {q})", pc);
+                let id = world.mutate(skew, |c, tx| {
+                    let ev = c
+                        .read_one(tx, Kind::Events, event)?
+                        .ok_or_else(|| TxError::Threw(format!("event #{event} does not exist")))?;
+                    let ev = ev.as_object().cloned().unwrap_or_default();
+                    let (er, pr, sr) = (
+                        c.legacy_arg(&Arg::Ref(event)),
+                        c.legacy_arg(&Arg::Ref(product)),
+                        c.legacy_arg(&Arg::Ref(session)),
+                    );
+                    let purchase = purchase(&er, &pr, &sr, &ev, q);
+                    let cp = data::ticket_properties(&mut rng, &purchase, pc as u32);
+                    let name = format!(
+                        "{} #{pc}",
+                        ev.get("name").and_then(Value::as_str).unwrap_or("Ticket")
+                    );
+                    let org = ev.get("organizationId").cloned().unwrap_or(Value::Null);
+                    let id = c.create(
+                        tx,
+                        Kind::Tickets,
+                        data::object_fields(
+                            &org,
+                            "ticket",
+                            Some("general"),
+                            name,
+                            "issued",
+                            cp,
+                            now_ms,
+                        ),
+                    )?;
+                    if let Some(e) = c.handle(event) {
+                        c.link(tx, id, e, "admits_to")?;
+                    }
+                    Ok(id)
+                })?;
+                world.ctx.register(t, id);
+                Ok(())
+            } else if pc == q + 1 {
+                *description = format!(
+                    "insert transaction #{txn} ({})",
+                    if v1 { "v1" } else { "v2" }
+                );
+                let id = world.mutate(skew, |c, tx| {
+                    let ev = c
+                        .read_one(tx, Kind::Events, event)?
+                        .and_then(|v| v.as_object().cloned())
+                        .unwrap_or_default();
+                    let (er, pr, sr) = (
+                        c.legacy_arg(&Arg::Ref(event)),
+                        c.legacy_arg(&Arg::Ref(product)),
+                        c.legacy_arg(&Arg::Ref(session)),
+                    );
+                    let purchase = purchase(&er, &pr, &sr, &ev, q);
+                    let shape = if v1 { TxShape::V1 } else { TxShape::V2 };
+                    let mut cp =
+                        data::transaction_properties(&mut rng, shape, &purchase, "pending", true);
+                    if v1
+                        && let Some(Value::String(t)) =
+                            tickets.first().map(|t| c.legacy_arg(&Arg::Ref(*t)))
+                    {
+                        cp.insert("ticketId".into(), Value::String(t));
+                    }
+                    let org = ev.get("organizationId").cloned().unwrap_or(Value::Null);
+                    let name = format!("Order by {}", cp["customerName"].as_str().unwrap_or("?"));
+                    c.create(
+                        tx,
+                        Kind::Transactions,
+                        data::object_fields(
+                            &org,
+                            "transaction",
+                            Some("ticket_purchase"),
+                            name,
+                            "active",
+                            cp,
+                            now_ms,
+                        ),
+                    )
+                })?;
+                world.ctx.register(txn, id);
+                Ok(())
+            } else if pc == q + 2 {
+                *description = format!("patch transaction #{txn}: paid");
+                let changes = [
+                    Change {
+                        field: "paymentStatus",
+                        value: Some(Arg::Plain(Value::from("paid"))),
+                    },
+                    Change {
+                        field: "paymentIntentId",
+                        value: Some(Arg::Plain(Value::String(format!("pi_{seed}_{txn}")))),
+                    },
+                    Change {
+                        field: "paymentDate",
+                        value: Some(Arg::Plain(Value::Float64(now_ms))),
+                    },
+                ];
+                world.mutate(skew, |c, tx| {
+                    c.update(tx, Kind::Transactions, txn, &changes)
+                })
+            } else {
+                let i = (pc - q - 3) / 2;
+                let t = tickets[i];
+                if (pc - q - 3).is_multiple_of(2) {
+                    *description = format!("read ticket #{t} to link it");
+                    let found = world.mutate(skew, |c, tx| c.read_one(tx, Kind::Tickets, t))?;
+                    a.captured[w] = found.map(|view| (view, None));
+                    Ok(())
+                } else {
+                    *description = format!("link ticket #{t} to transaction #{txn}");
+                    if a.captured[w].take().is_none() {
+                        return Ok(());
+                    }
+                    world.mutate(skew, |c, tx| {
+                        c.update(
+                            tx,
+                            Kind::Tickets,
+                            t,
+                            &[Change {
+                                field: "transactionId",
+                                value: Some(Arg::Ref(txn)),
+                            }],
+                        )?;
+                        if let (Some(x), Some(tk)) = (c.handle(txn), c.handle(t)) {
+                            c.link(tx, x, tk, "has_ticket")?;
+                        }
+                        Ok(())
+                    })
+                }
+            }
+        }
+        ActionKind::Webhook { txn, status } => {
+            if pc == 0 {
+                *description = format!("Stripe delivers {status} for transaction #{txn}");
+                return Ok(());
+            }
+            *description = format!("apply payment status {status} to transaction #{txn}");
+            let changes = [
+                Change {
+                    field: "paymentStatus",
+                    value: Some(Arg::Plain(Value::from(status))),
+                },
+                Change {
+                    field: "paymentDate",
+                    value: Some(Arg::Plain(Value::Float64(now_ms))),
+                },
+            ];
+            let mirror = !world.bugs.payment_not_mirrored;
+            world.mutate(skew, |c, tx| {
+                c.update_with(tx, Kind::Transactions, txn, &changes, mirror)
+            })
+        }
+        ActionKind::Refund { txn, partial } => match pc {
+            0 => {
+                *description = format!("read transaction #{txn} for a refund");
+                let captured = world.mutate(skew, |c, tx| {
+                    let view = c.read_one(tx, Kind::Transactions, txn)?;
+                    let (legacy, _) = c.locate(tx, Kind::Transactions, txn)?;
+                    let raw = match legacy {
+                        Some(l) => tx.get(l)?,
+                        None => None,
+                    };
+                    Ok(view.map(|v| (v, raw)))
+                })?;
+                a.captured[w] = captured;
+                Ok(())
+            }
+            1 => {
+                *description = format!("call Stripe to refund transaction #{txn}");
+                Ok(())
+            }
+            _ => {
+                *description = format!(
+                    "record the {}refund of transaction #{txn}",
+                    if partial { "partial " } else { "" }
+                );
+                let Some((view, raw)) = a.captured[w].clone() else {
+                    return Err(TxError::Threw(format!("transaction #{txn} not found")));
+                };
+                let total = view
+                    .as_object()
+                    .and_then(|f| f.get("totalInCents"))
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0);
+                let amount = if partial {
+                    (total / 2.0).round()
+                } else {
+                    total
+                };
+                let changes = [
+                    Change {
+                        field: "refundId",
+                        value: Some(Arg::Plain(Value::String(format!("re_{txn}_{pc}")))),
+                    },
+                    Change {
+                        field: "refundAmount",
+                        value: Some(Arg::Plain(Value::Float64(amount))),
+                    },
+                    Change {
+                        field: "refundDate",
+                        value: Some(Arg::Plain(Value::Float64(now_ms))),
+                    },
+                    Change {
+                        field: "refundReason",
+                        value: Some(Arg::Plain(Value::from("requested_by_customer"))),
+                    },
+                    Change {
+                        field: "paymentStatus",
+                        value: Some(Arg::Plain(Value::from(if partial {
+                            "partially_refunded"
+                        } else {
+                            "refunded"
+                        }))),
+                    },
+                ];
+                let stale = world.bugs.refund_upserts_stale_copy;
+                world.mutate(skew, |c, tx| {
+                    match c.update(tx, Kind::Transactions, txn, &changes) {
+                        Err(TxError::NotFound(_)) if stale && raw.is_some() => {
+                            // The planted bug: write the typed row from the copy read earlier.
+                            let raw = raw.as_ref().expect("checked");
+                            if let Ok(f) =
+                                c.map(tx, Kind::Transactions, &raw.fields, Some(raw.id))?
+                            {
+                                tx.insert(c.t.typed[Kind::Transactions.index()], f)?;
+                            }
+                            Ok(())
+                        }
+                        other => other,
+                    }
+                })
+            }
+        },
+    }
+}
+
+fn purchase<'a>(
+    event: &'a Value,
+    product: &'a Value,
+    session: &'a Value,
+    ev: &'a Fields,
+    quantity: usize,
+) -> data::Purchase<'a> {
+    data::Purchase {
+        product,
+        product_name: "Admission",
+        event,
+        event_name: ev.get("name").and_then(Value::as_str).unwrap_or("Event"),
+        session,
+        quantity: quantity as u32,
+        unit_price: 2500.0,
+    }
+}
+
+/// A read with its selections resolved to keys and organizations.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resolved {
+    ById(Kind, Key),
+    TicketsOfEvent(Key),
+    TicketsOfTransaction(Key),
+    TransactionsOfSession(Key),
+    OfOrg {
+        kind: Kind,
+        org: usize,
+        status: Option<&'static str>,
+    },
+    TotalsByOrg(usize),
+}
+
+fn resolve_read(book: &KeyBook, read: &Read) -> Option<Resolved> {
+    let k = |kind: Kind, sel: Sel| pick(&book.kinds[kind.index()], sel);
+    Some(match read {
+        Read::TransactionById { txn } => {
+            Resolved::ById(Kind::Transactions, k(Kind::Transactions, *txn)?)
+        }
+        Read::TicketById { ticket } => Resolved::ById(Kind::Tickets, k(Kind::Tickets, *ticket)?),
+        Read::EventById { event } => Resolved::ById(Kind::Events, k(Kind::Events, *event)?),
+        Read::TicketsOfEvent { event } => Resolved::TicketsOfEvent(k(Kind::Events, *event)?),
+        Read::TicketsOfTransaction { txn } => {
+            Resolved::TicketsOfTransaction(k(Kind::Transactions, *txn)?)
+        }
+        Read::TransactionsOfSession { session } => {
+            Resolved::TransactionsOfSession(pick(&book.sessions, *session)?)
+        }
+        Read::TransactionsOfOrg { org, status } => Resolved::OfOrg {
+            kind: Kind::Transactions,
+            org: usize::from(*org),
+            status: status.map(|s| PAYMENT_STATUSES[usize::from(s) % PAYMENT_STATUSES.len()]),
+        },
+        Read::TicketsOfOrgByStatus { org, status } => Resolved::OfOrg {
+            kind: Kind::Tickets,
+            org: usize::from(*org),
+            status: Some(TICKET_STATUSES[usize::from(*status) % TICKET_STATUSES.len()]),
+        },
+        Read::EventsOfOrg { org } => Resolved::OfOrg {
+            kind: Kind::Events,
+            org: usize::from(*org),
+            status: None,
+        },
+        Read::TotalsByOrg { org } => Resolved::TotalsByOrg(usize::from(*org)),
+    })
+}
+
+/// Runs a read as one query in a world, returning what the reader sees.
+pub fn run_read(world: &mut World, read: &Resolved) -> Result<Value, TxError> {
+    world.mutate(0, |c, tx| {
+        let list = |views: Vec<Value>| Value::Array(views);
+        match read {
+            Resolved::ById(kind, key) => Ok(c.read_one(tx, *kind, *key)?.unwrap_or(Value::Null)),
+            Resolved::TicketsOfEvent(e) => {
+                if c.read_one(tx, Kind::Events, *e)?.is_none() {
+                    return Ok(list(vec![]));
+                }
+                let (legacy, typed) = c.locate(tx, Kind::Events, *e)?;
+                let typed_id = typed.map(|t| Value::String(c.id_string(t.id)));
+                let views = c.read_list(
+                    tx,
+                    Kind::Tickets,
+                    &mut |c, tx| linked(c, tx, legacy, "admits_to", false),
+                    &mut |c, tx| match &typed_id {
+                        Some(id) => tx.range(c.t.tickets_by_event, std::slice::from_ref(id)),
+                        None => Ok(vec![]),
+                    },
+                )?;
+                Ok(list(views))
+            }
+            Resolved::TicketsOfTransaction(x) => {
+                if c.read_one(tx, Kind::Transactions, *x)?.is_none() {
+                    return Ok(list(vec![]));
+                }
+                let (legacy, typed) = c.locate(tx, Kind::Transactions, *x)?;
+                let typed_id = typed.map(|t| Value::String(c.id_string(t.id)));
+                let views = c.read_list(
+                    tx,
+                    Kind::Tickets,
+                    &mut |c, tx| linked(c, tx, legacy, "has_ticket", true),
+                    &mut |c, tx| match &typed_id {
+                        Some(id) => tx.range(c.t.tickets_by_transaction, std::slice::from_ref(id)),
+                        None => Ok(vec![]),
+                    },
+                )?;
+                Ok(list(views))
+            }
+            Resolved::TransactionsOfSession(s) => {
+                let Some(session) = c.handle(*s) else {
+                    return Ok(list(vec![]));
+                };
+                let Some(sdoc) = tx.get(session)? else {
+                    return Ok(list(vec![]));
+                };
+                let org = sdoc.get("organizationId").cloned().unwrap_or(Value::Null);
+                let sid = Value::String(c.id_string(session));
+                let views = c.read_list(
+                    tx,
+                    Kind::Transactions,
+                    &mut |c, tx| {
+                        let docs = tx.range(
+                            c.t.objects_by_org_type,
+                            &[org.clone(), Value::from("transaction")],
+                        )?;
+                        Ok(docs
+                            .into_iter()
+                            .filter(|d| {
+                                d.get("customProperties")
+                                    .and_then(Value::as_object)
+                                    .and_then(|cp| cp.get("checkoutSessionId"))
+                                    == Some(&sid)
+                            })
+                            .collect())
+                    },
+                    &mut |c, tx| tx.range(c.t.transactions_by_session, std::slice::from_ref(&sid)),
+                )?;
+                Ok(list(views))
+            }
+            Resolved::OfOrg { kind, org, status } => {
+                let org_id = Value::String(c.id_string(c.org_id(*org)));
+                let views = of_org(c, tx, *kind, &org_id, *status)?;
+                Ok(list(views))
+            }
+            Resolved::TotalsByOrg(org) => {
+                let org_id = Value::String(c.id_string(c.org_id(*org)));
+                let views = of_org(c, tx, Kind::Transactions, &org_id, None)?;
+                let (mut paid, mut pending, mut count) = (0.0, 0.0, 0.0);
+                for v in &views {
+                    let f = v.as_object().expect("views are objects");
+                    let total = f.get("totalInCents").and_then(Value::as_f64).unwrap_or(0.0);
+                    match f.get("paymentStatus").and_then(Value::as_str) {
+                        Some("paid" | "completed") => paid += total,
+                        Some("pending" | "awaiting_employer_payment") => pending += total,
+                        _ => {}
+                    }
+                    count += 1.0;
+                }
+                Ok(crate::value::object([
+                    ("paidInCents", Value::Float64(paid)),
+                    ("pendingInCents", Value::Float64(pending)),
+                    ("transactions", Value::Float64(count)),
+                ]))
+            }
+        }
+    })
+}
+
+fn of_org(
+    c: &crate::world::Ctx,
+    tx: &mut crate::store::Tx<'_>,
+    kind: Kind,
+    org_id: &Value,
+    status: Option<&'static str>,
+) -> Result<Vec<Value>, TxError> {
+    let views = c.read_list(
+        tx,
+        kind,
+        &mut |c, tx| {
+            tx.range(
+                c.t.objects_by_org_type,
+                &[org_id.clone(), Value::from(kind.legacy_type())],
+            )
+        },
+        &mut |c, tx| match kind {
+            Kind::Events => tx.range(c.t.events_by_org, std::slice::from_ref(org_id)),
+            Kind::Transactions => tx.range(c.t.transactions_by_org, std::slice::from_ref(org_id)),
+            Kind::Tickets => match status {
+                Some(s) => tx.range(c.t.tickets_by_org_status, &[org_id.clone(), Value::from(s)]),
+                None => Ok(vec![]),
+            },
+        },
+    )?;
+    let field = if kind == Kind::Tickets {
+        "status"
+    } else {
+        "paymentStatus"
+    };
+    Ok(views
+        .into_iter()
+        .filter(|v| {
+            status.is_none_or(|s| v.as_object().and_then(|f| f.get(field)) == Some(&Value::from(s)))
+        })
+        .collect())
+}
+
+/// Legacy documents linked from (`outgoing`) or to a document by `link_type`.
+fn linked(
+    c: &crate::world::Ctx,
+    tx: &mut crate::store::Tx<'_>,
+    at: Option<DocId>,
+    link_type: &str,
+    outgoing: bool,
+) -> Result<Vec<Arc<Doc>>, TxError> {
+    let Some(at) = at else { return Ok(vec![]) };
+    let prefix = [Value::String(c.id_string(at)), Value::from(link_type)];
+    let (index, other) = if outgoing {
+        (c.t.links_by_from, "toObjectId")
+    } else {
+        (c.t.links_by_to, "fromObjectId")
+    };
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for l in tx.range(index, &prefix)? {
+        if let Some(id) = l
+            .get(other)
+            .and_then(Value::as_str)
+            .and_then(|s| c.parse_id(s))
+            && seen.insert(id)
+            && let Some(d) = tx.get(id)?
+        {
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
+
+fn summarize(r: &Result<Value, TxError>) -> String {
+    match r {
+        Ok(Value::Array(items)) => format!("{} rows", items.len()),
+        Ok(Value::Null) => "not found".into(),
+        Ok(v) => {
+            let s = v.to_string();
+            if s.len() > 80 {
+                format!(
+                    "{}...",
+                    &s[..s.char_indices().nth(77).map_or(s.len(), |(i, _)| i)]
+                )
+            } else {
+                s
+            }
+        }
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+fn describe_result(r: &Result<(), TxError>) -> String {
+    match r {
+        Ok(()) => "committed".into(),
+        Err(e) => format!("failed: {e}"),
+    }
+}
+
+fn describe_outcomes(o: &[Result<(), TxError>; 2]) -> String {
+    match (&o[MIGRATED], &o[ORACLE]) {
+        (Ok(()), Ok(())) => "committed".into(),
+        (Err(a), Err(_)) => format!("failed in both: {a}"),
+        (a, b) => format!(
+            "migrated {}, oracle {}",
+            describe_result(a),
+            describe_result(b)
+        ),
+    }
+}
+
+fn describe_switch(s: &Switch) -> String {
+    match s {
+        Switch::Moved { from, to } => format!("{from} -> {to}"),
+        Switch::Refused { from, to, reason } => format!("{from} -> {to} refused: {reason}"),
+        Switch::NoFurther(p) => format!("stays {p}"),
+    }
+}
+
+fn describe_backfill(o: &Result<BackfillOutcome, TxError>) -> String {
+    match o {
+        Ok(BackfillOutcome::NotRunning(p)) => format!("not running ({p})"),
+        Ok(BackfillOutcome::AlreadyDone) => "already done".into(),
+        Ok(BackfillOutcome::Batch {
+            read,
+            migrated,
+            quarantined,
+            skipped,
+            done,
+        }) => format!(
+            "read {read}, migrated {migrated}, quarantined {quarantined}, skipped {skipped}{}",
+            if *done { ", done" } else { "" }
+        ),
+        Err(e) => format!("failed: {e}"),
+    }
+}
+
+fn describe_writes(world: &World, log: &[Write]) -> String {
+    let mut parts: Vec<String> = log
+        .iter()
+        .take(6)
+        .map(|w| {
+            let verb = match (&w.before, &w.after) {
+                (None, Some(_)) => "+",
+                (Some(_), None) => "-",
+                _ => "~",
+            };
+            format!("{verb}{}", world.id_string(w.id))
+        })
+        .collect();
+    if log.len() > 6 {
+        parts.push(format!("and {} more", log.len() - 6));
+    }
+    parts.join(" ")
+}

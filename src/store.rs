@@ -1,0 +1,760 @@
+//! The in-memory Convex: tables of documents with `_id` and `_creationTime`, declared indexes,
+//! range reads and cursor pagination, validated writes, and atomic mutations with Convex's
+//! per-transaction limits. It does no IO and knows nothing about the migration.
+
+use crate::validator::{ValidationError, Validator, parse_id};
+use crate::value::{Fields, Value, fields_size};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Bound;
+use std::sync::Arc;
+
+/// The position of a table in its store's schema.
+pub type TableNo = u16;
+
+/// A document id, bound to its table: an id of one table is never accepted where another
+/// table's id is expected. Its string form is `table:seq`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DocId {
+    pub table: TableNo,
+    pub seq: u32,
+}
+
+/// A declared index: the listed fields (dotted paths), then `_creationTime`, then `_id`.
+#[derive(Clone, Debug)]
+pub struct IndexDef {
+    pub name: &'static str,
+    pub fields: Vec<&'static str>,
+}
+
+/// A table's declaration: its name, its validator (`None` for a loose table) and its indexes.
+#[derive(Clone, Debug)]
+pub struct TableDef {
+    pub name: &'static str,
+    pub validator: Option<Validator>,
+    pub indexes: Vec<IndexDef>,
+}
+
+/// A stored document. `creation_time` is the inserting transaction's begin time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Doc {
+    pub id: DocId,
+    pub creation_time: u64,
+    pub fields: Fields,
+}
+
+impl Doc {
+    pub fn get(&self, field: &str) -> Option<&Value> {
+        self.fields.get(field)
+    }
+}
+
+/// A key in an index: the indexed values (`None` is Convex's `undefined`, which sorts first),
+/// then the creation time, then the id. Cursors are index keys.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IndexKey {
+    pub values: Vec<Option<Value>>,
+    pub creation_time: u64,
+    pub id: DocId,
+}
+
+/// A resolved reference to one index of one table.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct IndexRef {
+    pub table: TableNo,
+    pub index: u16,
+}
+
+/// Convex's per-transaction limits (domain.md §5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub documents_scanned_max: usize,
+    pub bytes_read_max: usize,
+    pub documents_written_max: usize,
+    pub bytes_written_max: usize,
+    pub document_bytes_max: usize,
+    pub depth_max: usize,
+    pub array_len_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            documents_scanned_max: 32_000,
+            bytes_read_max: 16 << 20,
+            documents_written_max: 16_000,
+            bytes_written_max: 16 << 20,
+            document_bytes_max: 1 << 20,
+            depth_max: 16,
+            array_len_max: 8_192,
+        }
+    }
+}
+
+/// Why a transaction failed. A failed transaction commits nothing.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum TxError {
+    /// A write to a typed table did not match the table's validator.
+    #[error("{table} rejected the write: {error}")]
+    Validation {
+        table: &'static str,
+        error: ValidationError,
+    },
+    /// A per-transaction or per-document limit was exceeded.
+    #[error("limit exceeded: {0}")]
+    Limit(String),
+    /// `patch`, `replace` or `delete` of a document that does not exist.
+    #[error("document {0} does not exist")]
+    NotFound(String),
+    /// An id of one table used where another table's id was expected, or not an id at all.
+    #[error("{0}")]
+    BadId(String),
+    /// The function threw (an application-level error).
+    #[error("function threw: {0}")]
+    Threw(String),
+}
+
+/// What a transaction consumed, counted against `Limits`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub documents_scanned: usize,
+    pub bytes_read: usize,
+    pub documents_written: usize,
+    pub bytes_written: usize,
+}
+
+/// One committed write: the document before and after (`None`: absent).
+#[derive(Clone, Debug)]
+pub struct Write {
+    pub id: DocId,
+    pub before: Option<Arc<Doc>>,
+    pub after: Option<Arc<Doc>>,
+}
+
+struct Table {
+    def: TableDef,
+    docs: BTreeMap<u32, Arc<Doc>>,
+    seq_next: u32,
+    indexes: Vec<BTreeSet<IndexKey>>,
+}
+
+/// The database: a fixed schema of tables, a clock, and the log of committed writes that the
+/// checker drains after every step.
+pub struct Store {
+    tables: Vec<Table>,
+    limits: Limits,
+    log: Vec<Write>,
+    /// Convex's `schemaValidation`; when off, typed tables accept any document.
+    validation: bool,
+}
+
+/// Reads a dotted path (`customProperties.eventId`) out of a document's fields.
+pub fn get_path<'a>(fields: &'a Fields, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let mut current = fields.get(parts.next()?)?;
+    for part in parts {
+        current = current.as_object()?.get(part)?;
+    }
+    Some(current)
+}
+
+impl Store {
+    pub fn new(defs: Vec<TableDef>, limits: Limits) -> Store {
+        assert!(defs.len() < usize::from(u16::MAX));
+        let tables = defs
+            .into_iter()
+            .map(|def| Table {
+                indexes: def.indexes.iter().map(|_| BTreeSet::new()).collect(),
+                def,
+                docs: BTreeMap::new(),
+                seq_next: 1,
+            })
+            .collect();
+        Store {
+            tables,
+            limits,
+            log: Vec::new(),
+            validation: true,
+        }
+    }
+
+    /// Turns schema validation on or off, as Convex's `schemaValidation` option does.
+    pub fn set_validation(&mut self, on: bool) {
+        self.validation = on;
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The table number of a table name; panics on an unknown name (a bug in the caller).
+    pub fn table(&self, name: &str) -> TableNo {
+        self.try_table(name)
+            .unwrap_or_else(|| panic!("unknown table {name}"))
+    }
+
+    pub fn try_table(&self, name: &str) -> Option<TableNo> {
+        self.tables
+            .iter()
+            .position(|t| t.def.name == name)
+            .map(|i| i as TableNo)
+    }
+
+    pub fn try_table_name(&self, table: TableNo) -> Option<&'static str> {
+        self.tables.get(usize::from(table)).map(|t| t.def.name)
+    }
+
+    pub fn table_name(&self, table: TableNo) -> &'static str {
+        self.tables[usize::from(table)].def.name
+    }
+
+    pub fn table_def(&self, table: TableNo) -> &TableDef {
+        &self.tables[usize::from(table)].def
+    }
+
+    /// Resolves an index by table and name; panics on an unknown index (a bug in the caller).
+    pub fn index(&self, table: &str, index: &str) -> IndexRef {
+        let t = self.table(table);
+        let i = self.tables[usize::from(t)]
+            .def
+            .indexes
+            .iter()
+            .position(|d| d.name == index)
+            .unwrap_or_else(|| panic!("unknown index {table}.{index}"));
+        IndexRef {
+            table: t,
+            index: i as u16,
+        }
+    }
+
+    /// The string form of an id, as stored in documents.
+    pub fn id_string(&self, id: DocId) -> String {
+        format!("{}:{}", self.table_name(id.table), id.seq)
+    }
+
+    /// Parses an id string of any table of this store.
+    pub fn parse_id(&self, s: &str) -> Option<DocId> {
+        let (table, seq) = parse_id(s)?;
+        Some(DocId {
+            table: self.try_table(table)?,
+            seq,
+        })
+    }
+
+    /// Parses an id that must belong to `table`; anything else is `TxError::BadId`.
+    pub fn parse_id_of(&self, s: &str, table: TableNo) -> Result<DocId, TxError> {
+        match self.parse_id(s) {
+            Some(id) if id.table == table => Ok(id),
+            Some(id) => Err(TxError::BadId(format!(
+                "expected an id of {}, found {s} of {}",
+                self.table_name(table),
+                self.table_name(id.table)
+            ))),
+            None => Err(TxError::BadId(format!(
+                "expected an id of {}, found {s:?}",
+                self.table_name(table)
+            ))),
+        }
+    }
+
+    /// Reads a document outside any transaction (for the checker and reports).
+    pub fn peek(&self, id: DocId) -> Option<&Arc<Doc>> {
+        self.tables.get(usize::from(id.table))?.docs.get(&id.seq)
+    }
+
+    pub fn len(&self, table: TableNo) -> usize {
+        self.tables[usize::from(table)].docs.len()
+    }
+
+    pub fn is_empty(&self, table: TableNo) -> bool {
+        self.len(table) == 0
+    }
+
+    /// Every document of a table in id order (for setup, full diffs and reports, never on the
+    /// per-step path).
+    pub fn scan(&self, table: TableNo) -> impl Iterator<Item = &Arc<Doc>> {
+        self.tables[usize::from(table)].docs.values()
+    }
+
+    /// Index entries with the given prefix, in index order, outside any transaction.
+    pub fn peek_range<'a>(
+        &'a self,
+        index: IndexRef,
+        prefix: &'a [Value],
+    ) -> impl Iterator<Item = &'a Arc<Doc>> + 'a {
+        let table = &self.tables[usize::from(index.table)];
+        range_after(&table.indexes[usize::from(index.index)], prefix, None)
+            .map(move |k| &table.docs[&k.id.seq])
+    }
+
+    /// Takes the writes committed since the last call.
+    pub fn take_log(&mut self) -> Vec<Write> {
+        std::mem::take(&mut self.log)
+    }
+
+    /// Runs `f` as one mutation that began at `begin_time`: all of its writes commit together
+    /// if it returns `Ok`, none of them if it returns `Err`.
+    pub fn mutate<T>(
+        &mut self,
+        begin_time: u64,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, TxError>,
+    ) -> Result<T, TxError> {
+        let mut tx = Tx {
+            store: self,
+            begin_time,
+            undo: Vec::new(),
+            usage: Usage::default(),
+        };
+        match f(&mut tx) {
+            Ok(value) => {
+                tx.commit();
+                Ok(value)
+            }
+            Err(error) => {
+                tx.rollback();
+                Err(error)
+            }
+        }
+    }
+
+    fn index_key(def: &IndexDef, doc: &Doc) -> IndexKey {
+        IndexKey {
+            values: def
+                .fields
+                .iter()
+                .map(|f| get_path(&doc.fields, f).cloned())
+                .collect(),
+            creation_time: doc.creation_time,
+            id: doc.id,
+        }
+    }
+
+    /// Replaces the stored version of `id` (or removes it) and keeps every index in step.
+    fn put(&mut self, id: DocId, doc: Option<Arc<Doc>>) -> Option<Arc<Doc>> {
+        let table = &mut self.tables[usize::from(id.table)];
+        let before = match &doc {
+            Some(d) => table.docs.insert(id.seq, d.clone()),
+            None => table.docs.remove(&id.seq),
+        };
+        for (def, index) in table.def.indexes.iter().zip(table.indexes.iter_mut()) {
+            if let Some(old) = &before {
+                let removed = index.remove(&Store::index_key(def, old));
+                assert!(removed, "index out of step with its table");
+            }
+            if let Some(new) = &doc {
+                index.insert(Store::index_key(def, new));
+            }
+        }
+        before
+    }
+}
+
+fn range_after<'a>(
+    index: &'a BTreeSet<IndexKey>,
+    prefix: &'a [Value],
+    after: Option<&IndexKey>,
+) -> impl Iterator<Item = &'a IndexKey> + 'a {
+    let lower = match after {
+        Some(cursor) => Bound::Excluded(cursor.clone()),
+        None => Bound::Included(IndexKey {
+            values: prefix.iter().cloned().map(Some).collect(),
+            creation_time: 0,
+            id: DocId { table: 0, seq: 0 },
+        }),
+    };
+    index.range((lower, Bound::Unbounded)).take_while(move |k| {
+        k.values.len() >= prefix.len()
+            && k.values
+                .iter()
+                .zip(prefix)
+                .all(|(a, b)| a.as_ref() == Some(b))
+    })
+}
+
+/// One running mutation. Writes apply in place with an undo log, so the mutation reads its
+/// own writes; `Store::mutate` rolls them back if it fails.
+pub struct Tx<'a> {
+    store: &'a mut Store,
+    begin_time: u64,
+    undo: Vec<(DocId, Option<Arc<Doc>>)>,
+    usage: Usage,
+}
+
+impl Tx<'_> {
+    pub fn store(&self) -> &Store {
+        self.store
+    }
+
+    pub fn begin_time(&self) -> u64 {
+        self.begin_time
+    }
+
+    pub fn usage(&self) -> &Usage {
+        &self.usage
+    }
+
+    fn count_read(&mut self, doc: &Doc) -> Result<(), TxError> {
+        self.usage.documents_scanned += 1;
+        self.usage.bytes_read += fields_size(&doc.fields);
+        let limits = &self.store.limits;
+        if self.usage.documents_scanned > limits.documents_scanned_max {
+            return Err(TxError::Limit(format!(
+                "more than {} documents scanned",
+                limits.documents_scanned_max
+            )));
+        }
+        if self.usage.bytes_read > limits.bytes_read_max {
+            return Err(TxError::Limit(format!(
+                "more than {} bytes read",
+                limits.bytes_read_max
+            )));
+        }
+        Ok(())
+    }
+
+    /// `db.get(id)`.
+    pub fn get(&mut self, id: DocId) -> Result<Option<Arc<Doc>>, TxError> {
+        let doc = self.store.peek(id).cloned();
+        if let Some(d) = &doc {
+            self.count_read(d)?;
+        }
+        Ok(doc)
+    }
+
+    /// Up to `limit` documents whose index values start with `prefix`, strictly after
+    /// `after`, and the cursor of the last one returned with whether the range is exhausted.
+    pub fn page(
+        &mut self,
+        index: IndexRef,
+        prefix: &[Value],
+        after: Option<&IndexKey>,
+        limit: usize,
+    ) -> Result<Page, TxError> {
+        let table = &self.store.tables[usize::from(index.table)];
+        let def = &table.def.indexes[usize::from(index.index)];
+        let mut docs = Vec::new();
+        let mut done = true;
+        for key in range_after(&table.indexes[usize::from(index.index)], prefix, after) {
+            if docs.len() == limit {
+                done = false;
+                break;
+            }
+            docs.push(table.docs[&key.id.seq].clone());
+        }
+        let cursor = docs.last().map(|d| Store::index_key(def, d));
+        for d in &docs {
+            self.count_read(d)?;
+        }
+        Ok(Page { docs, cursor, done })
+    }
+
+    /// Every document whose index values start with `prefix`, in index order.
+    pub fn range(&mut self, index: IndexRef, prefix: &[Value]) -> Result<Vec<Arc<Doc>>, TxError> {
+        Ok(self.page(index, prefix, None, usize::MAX)?.docs)
+    }
+
+    /// The first document whose index values start with `prefix`.
+    pub fn first(
+        &mut self,
+        index: IndexRef,
+        prefix: &[Value],
+    ) -> Result<Option<Arc<Doc>>, TxError> {
+        Ok(self.page(index, prefix, None, 1)?.docs.pop())
+    }
+
+    fn check_write(&mut self, table: TableNo, fields: &Fields) -> Result<(), TxError> {
+        let store = &*self.store;
+        let def = &store.tables[usize::from(table)].def;
+        for (name, value) in fields {
+            if name.starts_with('_') {
+                return Err(TxError::Threw(format!(
+                    "field {name} is reserved for system fields"
+                )));
+            }
+            if value.depth() + 1 > store.limits.depth_max {
+                return Err(TxError::Limit(format!(
+                    "{name}: nesting deeper than {}",
+                    store.limits.depth_max
+                )));
+            }
+            if value.array_len_max() > store.limits.array_len_max {
+                return Err(TxError::Limit(format!(
+                    "{name}: array longer than {}",
+                    store.limits.array_len_max
+                )));
+            }
+        }
+        if let Some(validator) = def.validator.as_ref().filter(|_| store.validation) {
+            validator
+                .validate_fields(fields)
+                .map_err(|error| TxError::Validation {
+                    table: def.name,
+                    error,
+                })?;
+        }
+        let size = fields_size(fields);
+        if size > store.limits.document_bytes_max {
+            return Err(TxError::Limit(format!(
+                "document of {size} bytes in {} exceeds {}",
+                def.name, store.limits.document_bytes_max
+            )));
+        }
+        self.usage.documents_written += 1;
+        self.usage.bytes_written += size;
+        if self.usage.documents_written > store.limits.documents_written_max {
+            return Err(TxError::Limit(format!(
+                "more than {} documents written",
+                store.limits.documents_written_max
+            )));
+        }
+        if self.usage.bytes_written > store.limits.bytes_written_max {
+            return Err(TxError::Limit(format!(
+                "more than {} bytes written",
+                store.limits.bytes_written_max
+            )));
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, id: DocId, doc: Option<Arc<Doc>>) {
+        let before = self.store.put(id, doc);
+        self.undo.push((id, before));
+    }
+
+    /// `db.insert(table, fields)`; `_creationTime` is the transaction's begin time.
+    pub fn insert(&mut self, table: TableNo, fields: Fields) -> Result<DocId, TxError> {
+        self.check_write(table, &fields)?;
+        let t = &mut self.store.tables[usize::from(table)];
+        let id = DocId {
+            table,
+            seq: t.seq_next,
+        };
+        t.seq_next += 1;
+        let doc = Doc {
+            id,
+            creation_time: self.begin_time,
+            fields,
+        };
+        self.write(id, Some(Arc::new(doc)));
+        Ok(id)
+    }
+
+    /// `db.replace(id, fields)`: the document's user fields become exactly `fields`.
+    pub fn replace(&mut self, id: DocId, fields: Fields) -> Result<(), TxError> {
+        let Some(old) = self.get(id)? else {
+            return Err(TxError::NotFound(self.store.id_string(id)));
+        };
+        self.check_write(id.table, &fields)?;
+        let doc = Doc {
+            id,
+            creation_time: old.creation_time,
+            fields,
+        };
+        self.write(id, Some(Arc::new(doc)));
+        Ok(())
+    }
+
+    /// `db.patch(id, fields)`: shallow merge; a `None` value removes the field.
+    pub fn patch(
+        &mut self,
+        id: DocId,
+        changes: impl IntoIterator<Item = (String, Option<Value>)>,
+    ) -> Result<(), TxError> {
+        let Some(old) = self.get(id)? else {
+            return Err(TxError::NotFound(self.store.id_string(id)));
+        };
+        let mut fields = old.fields.clone();
+        for (k, v) in changes {
+            match v {
+                Some(v) => fields.insert(k, v),
+                None => fields.remove(&k),
+            };
+        }
+        self.replace(id, fields)
+    }
+
+    /// `db.delete(id)`.
+    pub fn delete(&mut self, id: DocId) -> Result<(), TxError> {
+        if self.get(id)?.is_none() {
+            return Err(TxError::NotFound(self.store.id_string(id)));
+        }
+        self.write(id, None);
+        Ok(())
+    }
+
+    fn commit(self) {
+        let Tx { store, undo, .. } = self;
+        // Several writes to one document in a mutation are one write to the outside world:
+        // its state before the mutation and after.
+        let mut firsts: BTreeMap<DocId, Option<Arc<Doc>>> = BTreeMap::new();
+        let mut order = Vec::new();
+        for (id, before) in undo {
+            if let std::collections::btree_map::Entry::Vacant(e) = firsts.entry(id) {
+                e.insert(before);
+                order.push(id);
+            }
+        }
+        for id in order {
+            let before = firsts.remove(&id).flatten();
+            let after = store.peek(id).cloned();
+            store.log.push(Write { id, before, after });
+        }
+    }
+
+    fn rollback(self) {
+        let Tx { store, undo, .. } = self;
+        for (id, before) in undo.into_iter().rev() {
+            store.put(id, before);
+        }
+    }
+}
+
+/// One page of an index range.
+#[derive(Clone, Debug)]
+pub struct Page {
+    pub docs: Vec<Arc<Doc>>,
+    /// The key of the last document returned; the next page starts strictly after it.
+    pub cursor: Option<IndexKey>,
+    /// True when no document follows this page.
+    pub done: bool,
+}
+
+impl fmt::Display for DocId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}:{}", self.table, self.seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::object;
+
+    fn store() -> Store {
+        Store::new(
+            vec![
+                TableDef {
+                    name: "loose",
+                    validator: None,
+                    indexes: vec![IndexDef {
+                        name: "by_k",
+                        fields: vec!["k"],
+                    }],
+                },
+                TableDef {
+                    name: "strict",
+                    validator: Some(Validator::object(vec![("n", Validator::Number)])),
+                    indexes: vec![],
+                },
+            ],
+            Limits::default(),
+        )
+    }
+
+    fn fields(v: Value) -> Fields {
+        match v {
+            Value::Object(f) => f,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn failed_mutation_commits_nothing() {
+        let mut s = store();
+        let loose = s.table("loose");
+        let strict = s.table("strict");
+        let r = s.mutate(1, |tx| {
+            tx.insert(loose, fields(object([("k", Value::from("a"))])))?;
+            tx.insert(strict, fields(object([("n", Value::Int64(1))])))
+        });
+        assert!(matches!(r, Err(TxError::Validation { .. })));
+        assert_eq!(s.len(loose), 0);
+        assert_eq!(s.peek_range(s.index("loose", "by_k"), &[]).count(), 0);
+        assert!(s.take_log().is_empty());
+    }
+
+    #[test]
+    fn pages_start_strictly_after_the_cursor_and_skewed_inserts_land_behind_it() {
+        let mut s = store();
+        let loose = s.table("loose");
+        let by_k = s.index("loose", "by_k");
+        for t in [10, 20, 30] {
+            s.mutate(t, |tx| {
+                tx.insert(loose, fields(object([("k", Value::from("a"))])))
+            })
+            .unwrap();
+        }
+        let page = s
+            .mutate(40, |tx| tx.page(by_k, &[Value::from("a")], None, 2))
+            .unwrap();
+        assert_eq!(page.docs.len(), 2);
+        assert!(!page.done);
+        // A transaction that began at 15 commits now: it lands behind the cursor.
+        s.mutate(15, |tx| {
+            tx.insert(loose, fields(object([("k", Value::from("a"))])))
+        })
+        .unwrap();
+        let next = s
+            .mutate(50, |tx| {
+                tx.page(by_k, &[Value::from("a")], page.cursor.as_ref(), 10)
+            })
+            .unwrap();
+        assert_eq!(next.docs.len(), 1);
+        assert_eq!(next.docs[0].creation_time, 30);
+        assert!(next.done);
+    }
+
+    #[test]
+    fn ids_are_bound_to_their_table() {
+        let s = store();
+        let strict = s.table("strict");
+        assert!(s.parse_id_of("strict:3", strict).is_ok());
+        assert!(matches!(
+            s.parse_id_of("loose:3", strict),
+            Err(TxError::BadId(_))
+        ));
+        assert!(matches!(
+            s.parse_id_of("junk", strict),
+            Err(TxError::BadId(_))
+        ));
+    }
+
+    #[test]
+    fn limits_fail_the_mutation() {
+        let mut s = Store::new(
+            store().tables.into_iter().map(|t| t.def).collect(),
+            Limits {
+                documents_written_max: 2,
+                ..Limits::default()
+            },
+        );
+        let loose = s.table("loose");
+        let r = s.mutate(1, |tx| {
+            for _ in 0..3 {
+                tx.insert(loose, Fields::new())?;
+            }
+            Ok(())
+        });
+        assert!(matches!(r, Err(TxError::Limit(_))));
+        assert_eq!(s.len(loose), 0);
+    }
+
+    #[test]
+    fn log_reports_one_write_per_document_per_mutation() {
+        let mut s = store();
+        let loose = s.table("loose");
+        s.mutate(1, |tx| {
+            let id = tx.insert(loose, Fields::new())?;
+            tx.patch(id, [("k".to_string(), Some(Value::from("b")))])?;
+            Ok(())
+        })
+        .unwrap();
+        let log = s.take_log();
+        assert_eq!(log.len(), 1);
+        assert!(log[0].before.is_none());
+        assert_eq!(
+            log[0].after.as_ref().unwrap().get("k"),
+            Some(&Value::from("b"))
+        );
+    }
+}

@@ -1,0 +1,311 @@
+//! Convex's `v.*` validators, checked strictly as Convex checks a typed table's writes.
+
+use crate::value::{Fields, Value};
+use std::fmt;
+
+/// One validator, mirroring Convex's `v.*` builders.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Validator {
+    /// `v.string()`
+    String,
+    /// `v.number()`: float64 only, an int64 is rejected.
+    Number,
+    /// `v.int64()`
+    Int64,
+    /// `v.boolean()`
+    Boolean,
+    /// `v.null()`
+    Null,
+    /// `v.bytes()`
+    Bytes,
+    /// `v.id(table)`: a string that is an id of exactly this table.
+    Id(String),
+    /// `v.literal(value)`
+    Literal(Value),
+    /// `v.optional(inner)`: only meaningful as an object field; the field may be absent.
+    Optional(Box<Validator>),
+    /// `v.array(inner)`
+    Array(Box<Validator>),
+    /// `v.object({...})`: strict, missing required fields and extra fields are rejected.
+    Object(Vec<(String, Validator)>),
+    /// `v.record(keys, values)`; keys are strings in this model.
+    Record(Box<Validator>),
+    /// `v.union(...)`
+    Union(Vec<Validator>),
+    /// `v.any()`
+    Any,
+}
+
+/// Why a value does not match a validator, with the path of the offending field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidationError {
+    /// Dotted path from the document root, such as `lineItems[0].quantity`.
+    pub path: String,
+    /// What the validator expected and what it found.
+    pub reason: String,
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
+impl std::error::Error for ValidationError {}
+
+/// Splits `table:seq`, the encoding of ids in this model, into its table name and sequence.
+pub fn parse_id(s: &str) -> Option<(&str, u32)> {
+    let (table, seq) = s.split_once(':')?;
+    if table.is_empty()
+        || !table
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return None;
+    }
+    if seq.is_empty() || seq.starts_with('0') && seq.len() > 1 {
+        return None;
+    }
+    Some((table, seq.parse().ok()?))
+}
+
+impl Validator {
+    pub fn optional(inner: Validator) -> Validator {
+        Validator::Optional(Box::new(inner))
+    }
+
+    pub fn array(inner: Validator) -> Validator {
+        Validator::Array(Box::new(inner))
+    }
+
+    pub fn id(table: &str) -> Validator {
+        Validator::Id(table.to_string())
+    }
+
+    pub fn literal(s: &str) -> Validator {
+        Validator::Literal(Value::String(s.to_string()))
+    }
+
+    /// A union of string literals, the usual shape of a status field.
+    pub fn literals(options: &[&str]) -> Validator {
+        Validator::Union(options.iter().map(|s| Validator::literal(s)).collect())
+    }
+
+    pub fn object(fields: Vec<(&str, Validator)>) -> Validator {
+        Validator::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        )
+    }
+
+    /// Validates the user fields of a document (system fields excluded) as a strict object.
+    pub fn validate_fields(&self, fields: &Fields) -> Result<(), ValidationError> {
+        match self {
+            Validator::Object(spec) => validate_object(spec, fields, ""),
+            Validator::Any => Ok(()),
+            other => Err(ValidationError {
+                path: String::new(),
+                reason: format!("a document must be an object, validator is {other}"),
+            }),
+        }
+    }
+
+    /// Validates one value; `path` names it in the error.
+    pub fn validate(&self, value: &Value, path: &str) -> Result<(), ValidationError> {
+        let fail = |reason: String| {
+            Err(ValidationError {
+                path: path.to_string(),
+                reason,
+            })
+        };
+        match (self, value) {
+            (Validator::Any, _) => Ok(()),
+            (Validator::String, Value::String(_))
+            | (Validator::Number, Value::Float64(_))
+            | (Validator::Int64, Value::Int64(_))
+            | (Validator::Boolean, Value::Bool(_))
+            | (Validator::Null, Value::Null)
+            | (Validator::Bytes, Value::Bytes(_)) => Ok(()),
+            (Validator::Id(table), Value::String(s)) => match parse_id(s) {
+                Some((t, _)) if t == table => Ok(()),
+                Some((t, _)) => fail(format!(
+                    "expected an id of table {table}, found an id of {t}"
+                )),
+                None => fail(format!("expected an id of table {table}, found {value}")),
+            },
+            (Validator::Literal(lit), v) if lit == v => Ok(()),
+            (Validator::Optional(inner), v) => inner.validate(v, path),
+            (Validator::Array(inner), Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    inner.validate(item, &format!("{path}[{i}]"))?;
+                }
+                Ok(())
+            }
+            (Validator::Object(spec), Value::Object(fields)) => validate_object(spec, fields, path),
+            (Validator::Record(inner), Value::Object(fields)) => {
+                for (k, v) in fields {
+                    inner.validate(v, &join(path, k))?;
+                }
+                Ok(())
+            }
+            (Validator::Union(options), v) => {
+                if options.iter().any(|o| o.validate(v, path).is_ok()) {
+                    Ok(())
+                } else {
+                    fail(format!("expected {self}, found {}", describe(v)))
+                }
+            }
+            (_, v) => fail(format!("expected {self}, found {}", describe(v))),
+        }
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Object(_) | Value::Array(_) => v.type_name().to_string(),
+        _ => format!("{} {v}", v.type_name()),
+    }
+}
+
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+fn validate_object(
+    spec: &[(String, Validator)],
+    fields: &Fields,
+    path: &str,
+) -> Result<(), ValidationError> {
+    for (name, validator) in spec {
+        match fields.get(name) {
+            Some(v) => validator.validate(v, &join(path, name))?,
+            None if matches!(validator, Validator::Optional(_)) => {}
+            None => {
+                return Err(ValidationError {
+                    path: join(path, name),
+                    reason: "required field is missing".to_string(),
+                });
+            }
+        }
+    }
+    if let Some(extra) = fields.keys().find(|k| !spec.iter().any(|(n, _)| n == *k)) {
+        return Err(ValidationError {
+            path: join(path, extra),
+            reason: "extra field not in the validator".to_string(),
+        });
+    }
+    Ok(())
+}
+
+impl fmt::Display for Validator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Validator::String => write!(f, "v.string()"),
+            Validator::Number => write!(f, "v.number()"),
+            Validator::Int64 => write!(f, "v.int64()"),
+            Validator::Boolean => write!(f, "v.boolean()"),
+            Validator::Null => write!(f, "v.null()"),
+            Validator::Bytes => write!(f, "v.bytes()"),
+            Validator::Id(t) => write!(f, "v.id({t:?})"),
+            Validator::Literal(v) => write!(f, "v.literal({v})"),
+            Validator::Optional(i) => write!(f, "v.optional({i})"),
+            Validator::Array(i) => write!(f, "v.array({i})"),
+            Validator::Object(_) => write!(f, "v.object({{..}})"),
+            Validator::Record(i) => write!(f, "v.record(v.string(), {i})"),
+            Validator::Union(options) => {
+                write!(f, "v.union(")?;
+                for (i, o) in options.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{o}")?;
+                }
+                write!(f, ")")
+            }
+            Validator::Any => write!(f, "v.any()"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::object;
+
+    fn spec() -> Validator {
+        Validator::object(vec![
+            ("amount", Validator::Number),
+            ("count", Validator::Int64),
+            ("eventId", Validator::id("events")),
+            ("note", Validator::optional(Validator::String)),
+            ("status", Validator::literals(&["paid", "pending"])),
+            ("tags", Validator::array(Validator::String)),
+            ("meta", Validator::Record(Box::new(Validator::Any))),
+        ])
+    }
+
+    fn good() -> Fields {
+        match object([
+            ("amount", Value::Float64(1.5)),
+            ("count", Value::Int64(2)),
+            ("eventId", Value::from("events:3")),
+            ("status", Value::from("paid")),
+            ("tags", Value::Array(vec![Value::from("a")])),
+            ("meta", object([("x", Value::Null)])),
+        ]) {
+            Value::Object(f) => f,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn accepts_a_matching_document() {
+        assert_eq!(spec().validate_fields(&good()), Ok(()));
+    }
+
+    #[test]
+    fn rejects_each_kind_of_mismatch_with_its_path() {
+        let cases: Vec<(&str, Value, &str)> = vec![
+            ("amount", Value::Int64(1), "amount"),
+            ("count", Value::Float64(2.0), "count"),
+            ("eventId", Value::from("objects:3"), "eventId"),
+            ("eventId", Value::from("evt_3"), "eventId"),
+            ("status", Value::from("refunded"), "status"),
+            ("tags", Value::Array(vec![Value::Null]), "tags[0]"),
+            ("extra", Value::Null, "extra"),
+        ];
+        for (field, value, path) in cases {
+            let mut doc = good();
+            doc.insert(field.to_string(), value);
+            let err = spec().validate_fields(&doc).unwrap_err();
+            assert_eq!(err.path, path, "{err}");
+        }
+        let mut doc = good();
+        doc.remove("amount");
+        assert_eq!(spec().validate_fields(&doc).unwrap_err().path, "amount");
+        let mut doc = good();
+        doc.remove("note");
+        assert_eq!(spec().validate_fields(&doc), Ok(()));
+    }
+
+    #[test]
+    fn parse_id_rejects_malformed_ids() {
+        assert_eq!(parse_id("objects:12"), Some(("objects", 12)));
+        for bad in [
+            "objects",
+            "objects:",
+            ":1",
+            "objects:x",
+            "obj ects:1",
+            "objects:01",
+        ] {
+            assert_eq!(parse_id(bad), None, "{bad}");
+        }
+    }
+}

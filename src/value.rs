@@ -1,0 +1,287 @@
+//! Convex's value model (not bare JSON): null, boolean, float64, int64, string, bytes, array,
+//! object, with Convex's total order across types and its document-size accounting.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The fields of an object or document, ordered by name so that iteration is deterministic.
+pub type Fields = BTreeMap<String, Value>;
+
+/// One Convex value. `Int64` and `Float64` are different types, as `v.int64()` and
+/// `v.number()` are.
+#[derive(Clone, Debug)]
+pub enum Value {
+    Null,
+    Int64(i64),
+    Float64(f64),
+    Bool(bool),
+    String(String),
+    Bytes(Vec<u8>),
+    Array(Vec<Value>),
+    Object(Fields),
+}
+
+impl Value {
+    /// Convex orders values of different types as
+    /// null < int64 < float64 < boolean < string < bytes < array < object.
+    fn type_rank(&self) -> u8 {
+        match self {
+            Value::Null => 0,
+            Value::Int64(_) => 1,
+            Value::Float64(_) => 2,
+            Value::Bool(_) => 3,
+            Value::String(_) => 4,
+            Value::Bytes(_) => 5,
+            Value::Array(_) => 6,
+            Value::Object(_) => 7,
+        }
+    }
+
+    /// The name of the value's type, as error messages and traces print it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Int64(_) => "int64",
+            Value::Float64(_) => "number",
+            Value::Bool(_) => "boolean",
+            Value::String(_) => "string",
+            Value::Bytes(_) => "bytes",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        }
+    }
+
+    /// Convex's size accounting for the per-document and per-transaction byte limits.
+    pub fn size(&self) -> usize {
+        match self {
+            Value::Null | Value::Bool(_) => 1,
+            Value::Int64(_) | Value::Float64(_) => 9,
+            Value::String(s) => s.len() + 2,
+            Value::Bytes(b) => b.len() + 2,
+            Value::Array(items) => 2 + items.iter().map(Value::size).sum::<usize>(),
+            Value::Object(fields) => fields_size(fields),
+        }
+    }
+
+    /// Nesting depth: a scalar is 0, an array or object one more than its deepest child.
+    pub fn depth(&self) -> usize {
+        match self {
+            Value::Array(items) => 1 + items.iter().map(Value::depth).max().unwrap_or(0),
+            Value::Object(fields) => 1 + fields.values().map(Value::depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// The longest array anywhere inside the value.
+    pub fn array_len_max(&self) -> usize {
+        match self {
+            Value::Array(items) => items
+                .iter()
+                .map(Value::array_len_max)
+                .max()
+                .unwrap_or(0)
+                .max(items.len()),
+            Value::Object(fields) => fields.values().map(Value::array_len_max).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Float64(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    pub fn as_object(&self) -> Option<&Fields> {
+        match self {
+            Value::Object(fields) => Some(fields),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[Value]> {
+        match self {
+            Value::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    /// The JSON form used in traces and reports: int64 is `{"$integer": "n"}` and bytes are
+    /// `{"$bytes": [..]}` so that the two numeric types stay distinguishable.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int64(i) => serde_json::json!({ "$integer": i.to_string() }),
+            Value::Float64(f) => serde_json::Number::from_f64(*f)
+                .map(J::Number)
+                .unwrap_or_else(|| J::String(f.to_string())),
+            Value::String(s) => J::String(s.clone()),
+            Value::Bytes(b) => serde_json::json!({ "$bytes": b }),
+            Value::Array(items) => J::Array(items.iter().map(Value::to_json).collect()),
+            Value::Object(fields) => J::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Size of an object's fields, as Convex counts it.
+pub fn fields_size(fields: &Fields) -> usize {
+    2 + fields
+        .iter()
+        .map(|(k, v)| k.len() + 1 + v.size())
+        .sum::<usize>()
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Value {}
+
+impl std::hash::Hash for Value {
+    /// Consistent with `Eq`: floats compare by `total_cmp`, so they hash by their bits.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.type_rank().hash(state);
+        match self {
+            Value::Null => {}
+            Value::Int64(i) => i.hash(state),
+            Value::Float64(f) => f.to_bits().hash(state),
+            Value::Bool(b) => b.hash(state),
+            Value::String(s) => s.hash(state),
+            Value::Bytes(b) => b.hash(state),
+            Value::Array(items) => items.hash(state),
+            Value::Object(fields) => fields.hash(state),
+        }
+    }
+}
+
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Value {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Value::Null, Value::Null) => Ordering::Equal,
+            (Value::Int64(a), Value::Int64(b)) => a.cmp(b),
+            (Value::Float64(a), Value::Float64(b)) => a.total_cmp(b),
+            (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+            (Value::String(a), Value::String(b)) => a.cmp(b),
+            (Value::Bytes(a), Value::Bytes(b)) => a.cmp(b),
+            (Value::Array(a), Value::Array(b)) => a.cmp(b),
+            (Value::Object(a), Value::Object(b)) => a.cmp(b),
+            _ => self.type_rank().cmp(&other.type_rank()),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    /// A compact, JavaScript-like rendering for traces: int64 carries an `n` suffix.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => write!(f, "null"),
+            Value::Int64(i) => write!(f, "{i}n"),
+            Value::Float64(x) => write!(f, "{x}"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::String(s) => write!(f, "{s:?}"),
+            Value::Bytes(b) => write!(f, "bytes({})", b.len()),
+            Value::Array(items) => {
+                write!(f, "[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                write!(f, "]")
+            }
+            Value::Object(fields) => {
+                write!(f, "{{")?;
+                for (i, (k, v)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{k}: {v}")?;
+                }
+                write!(f, "}}")
+            }
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::String(s.to_string())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::String(s)
+    }
+}
+
+impl From<f64> for Value {
+    fn from(x: f64) -> Self {
+        Value::Float64(x)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Bool(b)
+    }
+}
+
+/// Builds an object value from `(name, value)` pairs.
+pub fn object<I, K>(pairs: I) -> Value
+where
+    I: IntoIterator<Item = (K, Value)>,
+    K: Into<String>,
+{
+    Value::Object(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn int64_and_float64_are_distinct_and_ordered_by_type() {
+        assert_ne!(Value::Int64(1), Value::Float64(1.0));
+        assert!(Value::Null < Value::Int64(i64::MAX));
+        assert!(Value::Int64(i64::MAX) < Value::Float64(f64::MIN));
+        assert!(Value::Float64(f64::MAX) < Value::Bool(false));
+        assert!(Value::Bool(true) < Value::String(String::new()));
+        assert!(Value::String("z".into()) < Value::Bytes(vec![]));
+        assert!(Value::Bytes(vec![255]) < Value::Array(vec![]));
+        assert!(Value::Array(vec![Value::Null]) < Value::Object(Fields::new()));
+    }
+
+    #[test]
+    fn size_depth_and_arrays_are_counted() {
+        let v = object([("a", Value::Array(vec![Value::Int64(1), Value::Null]))]);
+        assert_eq!(v.size(), 2 + 1 + 1 + (2 + 9 + 1));
+        assert_eq!(v.depth(), 2);
+        assert_eq!(v.array_len_max(), 2);
+    }
+}

@@ -1,0 +1,1195 @@
+//! One world of the simulation: a store with the app's schema, each kind's phase, and the
+//! client's handles on entities. The write paths, the read paths, the backfill and the phase
+//! controller all live here, parameterized by phase; the oracle is a world whose kinds stay
+//! `legacy` forever.
+
+use crate::data::Dataset;
+use crate::domain::{MapError, derive, for_each_reference, kind_of};
+use crate::plan::{Condition, Phase, Plan, QuarantineReads};
+use crate::schema::{Kind, Tables, new_store};
+use crate::store::{Doc, DocId, IndexKey, Limits, Store, Tx, TxError, Write};
+use crate::value::{Fields, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A client-side entity number, the same in every world: the n-th entity the workload
+/// created. Reads are compared in key space because the worlds' ids differ once a kind
+/// stops writing `objects`.
+pub type Key = u32;
+
+/// Bugs that tests plant in the write paths, the backfill or the mapping, to show that each
+/// invariant catches the bug it guards against. All off in real runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlantedBugs {
+    /// The payment webhook's mutation updates `objects` but not the typed row.
+    pub payment_not_mirrored: bool,
+    /// Deletes are not mirrored: the typed row outlives its legacy document.
+    pub delete_not_mirrored: bool,
+    /// The backfill inserts typed rows blindly, without looking up the legacy id.
+    pub backfill_blind_insert: bool,
+    /// The backfill advances its cursor past the last document of each page without
+    /// copying it.
+    pub backfill_skips_last: bool,
+    /// Ticket `eventId`s are remapped to an id that no `events` row has.
+    pub bogus_event_remap: bool,
+    /// Schema validation is off and tickets are written with an int64 `ticketNumber`.
+    pub invalid_ticket_number: bool,
+    /// The refund's last mutation upserts the typed row from the copy the action read
+    /// first, even when the document was deleted in between.
+    pub refund_upserts_stale_copy: bool,
+    /// In `typed_only`, updates still go to `objects` only.
+    pub typed_only_writes_legacy: bool,
+}
+
+/// A value in a write: a plain value, or a reference to another entity by key (each world
+/// writes its own id for it: the legacy id or the typed id, as the phase says).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Arg {
+    Plain(Value),
+    Ref(Key),
+}
+
+/// One field change of an update: `None` removes the field.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub field: &'static str,
+    pub value: Option<Arg>,
+}
+
+/// Top-level `objects` fields that app writes change directly (the rest are in
+/// `customProperties`).
+const TOP_FIELDS: [&str; 2] = ["name", "status"];
+
+/// What one sync of a typed row from its legacy document did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Synced {
+    Migrated,
+    Quarantined(MapError),
+    Removed,
+}
+
+/// The migration's progress on one kind, as persisted in `migrationProgress`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Progress {
+    pub cursor: Option<Value>,
+    pub processed: f64,
+    pub migrated: f64,
+    pub quarantined: f64,
+    pub skipped: f64,
+    pub batches: f64,
+    pub done: bool,
+}
+
+/// What a backfill step did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BackfillOutcome {
+    NotRunning(Phase),
+    AlreadyDone,
+    Batch {
+        read: usize,
+        migrated: usize,
+        quarantined: usize,
+        skipped: usize,
+        done: bool,
+    },
+}
+
+/// What the phase controller did with a request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Switch {
+    Moved {
+        from: Phase,
+        to: Phase,
+    },
+    Refused {
+        from: Phase,
+        to: Phase,
+        reason: String,
+    },
+    NoFurther(Phase),
+}
+
+/// A world: its store and everything else (`Ctx`), split so that a mutation can read the
+/// context while it holds the store.
+pub struct World {
+    pub store: Store,
+    pub ctx: Ctx,
+}
+
+/// Everything of a world but its store: the phase of each kind, the plan, and the client's
+/// handle on each entity.
+pub struct Ctx {
+    pub t: Tables,
+    names: Vec<&'static str>,
+    pub plan: Arc<Plan>,
+    pub bugs: PlantedBugs,
+    migrating: bool,
+    phases: [Phase; 3],
+    handles: Vec<Option<DocId>>,
+    id_keys: HashMap<DocId, Key>,
+    org_ids: Vec<DocId>,
+    now: u64,
+}
+
+/// A query that gathers documents for a list read, in one world.
+pub type Gather<'a> = dyn FnMut(&Ctx, &mut Tx<'_>) -> Result<Vec<Arc<Doc>>, TxError> + 'a;
+
+/// Ticks (microseconds) per simulated step; `_creationTime` counts in these.
+pub const TICKS_PER_STEP: u64 = 1_000;
+
+impl World {
+    /// A world loaded with `data`. Object `i` of the dataset gets key `i`. The oracle is
+    /// `migrating = false`: every kind stays legacy whatever the plan says.
+    pub fn new(plan: Arc<Plan>, data: &Dataset, migrating: bool, bugs: PlantedBugs) -> World {
+        let mut store = new_store(Limits::default());
+        if bugs.invalid_ticket_number || !plan.schema_validation {
+            store.set_validation(false);
+        }
+        let t = Tables::resolve(&store);
+        let names = (0..).map_while(|i| store.try_table_name(i)).collect();
+        let mut world = World {
+            ctx: Ctx {
+                t,
+                names,
+                plan,
+                bugs,
+                migrating,
+                phases: [Phase::Legacy; 3],
+                handles: Vec::with_capacity(data.objects.len()),
+                id_keys: HashMap::with_capacity(data.objects.len() * 2),
+                org_ids: Vec::new(),
+                now: 0,
+            },
+            store,
+        };
+        let (orgs, objects, links) = (world.t.organizations, world.t.objects, world.t.links);
+        for name in &data.organizations {
+            let mut f = Fields::new();
+            f.insert("name".into(), Value::from(name.as_str()));
+            let id = world
+                .store
+                .mutate(0, |tx| tx.insert(orgs, f))
+                .expect("organizations are valid");
+            world.ctx.org_ids.push(id);
+        }
+        for (i, obj) in data.objects.iter().enumerate() {
+            let at = (i as u64 + 1) * TICKS_PER_STEP;
+            let id = world
+                .store
+                .mutate(at, |tx| tx.insert(objects, obj.fields.clone()))
+                .expect("objects is loose");
+            debug_assert_eq!(
+                id.seq as usize,
+                i + 1,
+                "dataset references assume seq = index + 1"
+            );
+            world.ctx.register(i as Key, id);
+        }
+        let base = (data.objects.len() as u64 + 1) * TICKS_PER_STEP;
+        for link in &data.links {
+            let f = link_fields(
+                &world
+                    .store
+                    .id_string(world.handles[link.from].expect("loaded")),
+                &world
+                    .store
+                    .id_string(world.handles[link.to].expect("loaded")),
+                link.link_type,
+            );
+            world
+                .store
+                .mutate(base, |tx| tx.insert(links, f))
+                .expect("objectLinks is loose");
+        }
+        let progress = world.t.progress;
+        for kind in Kind::ALL {
+            let f = progress_fields(kind, &Progress::default());
+            world
+                .store
+                .mutate(base, |tx| tx.insert(progress, f))
+                .expect("progress rows are valid");
+        }
+        world.store.take_log();
+        world.ctx.now = base + TICKS_PER_STEP;
+        world
+    }
+
+    /// Drains the writes committed since the last call, learning the keys of typed rows that
+    /// the backfill or a double write created (through their `legacyId`).
+    pub fn absorb(&mut self) -> Vec<Write> {
+        let log = self.store.take_log();
+        for w in &log {
+            if let (None, Some(after)) = (&w.before, &w.after)
+                && self.t.typed_kind(w.id.table).is_some()
+                && !self.id_keys.contains_key(&w.id)
+                && let Some(key) = after
+                    .get("legacyId")
+                    .and_then(Value::as_str)
+                    .and_then(|s| self.parse_id(s))
+                    .and_then(|l| self.key_of(l))
+            {
+                self.ctx.id_keys.insert(w.id, key);
+            }
+        }
+        log
+    }
+
+    /// Runs one mutation that began `skew` ticks ago: all of its writes commit or none do.
+    pub fn mutate<T>(
+        &mut self,
+        skew: u64,
+        f: impl FnOnce(&Ctx, &mut Tx<'_>) -> Result<T, TxError>,
+    ) -> Result<T, TxError> {
+        let begin = self.ctx.begin(skew);
+        let World { store, ctx } = self;
+        store.mutate(begin, |tx| f(ctx, tx))
+    }
+
+    /// The persisted progress of a kind's backfill.
+    pub fn progress(&self, kind: Kind) -> Progress {
+        let prefix = [Value::from(kind.table())];
+        let d = self
+            .store
+            .peek_range(self.t.progress_by_kind, &prefix)
+            .next()
+            .expect("progress rows exist from the start");
+        parse_progress(&d.fields)
+    }
+
+    /// One backfill batch of `kind`: one mutation that reads the page after the persisted
+    /// cursor, syncs each document's typed row by legacy id, and advances the cursor.
+    pub fn backfill_batch(&mut self, kind: Kind) -> Result<BackfillOutcome, TxError> {
+        let phase = self.phase(kind);
+        if !self.migrating || phase != Phase::Backfill {
+            return Ok(BackfillOutcome::NotRunning(phase));
+        }
+        let batch = self.plan.batch_size(kind);
+        self.mutate(0, |w, tx| {
+            let pdoc = w.progress_doc(tx, kind)?;
+            let mut p = parse_progress(&pdoc.fields);
+            if p.done {
+                return Ok(BackfillOutcome::AlreadyDone);
+            }
+            let cursor = p.cursor.as_ref().and_then(|c| w.decode_cursor(c));
+            let page = tx.page(
+                w.t.objects_by_type,
+                &[Value::from(kind.legacy_type())],
+                cursor.as_ref(),
+                batch,
+            )?;
+            let (mut migrated, mut quarantined, mut skipped) = (0, 0, 0);
+            let n = page.docs.len();
+            for (i, doc) in page.docs.iter().enumerate() {
+                if kind_of(&doc.fields) != Some(kind) {
+                    skipped += 1;
+                    continue;
+                }
+                if w.bugs.backfill_skips_last && i + 1 == n && n > 1 {
+                    continue;
+                }
+                if w.bugs.backfill_blind_insert {
+                    match w.map(tx, kind, &doc.fields, Some(doc.id))? {
+                        Ok(f) => {
+                            tx.insert(w.t.typed[kind.index()], f)?;
+                            migrated += 1;
+                        }
+                        Err(_) => quarantined += 1,
+                    }
+                    continue;
+                }
+                match w.sync(tx, kind, doc.id)? {
+                    Synced::Migrated => migrated += 1,
+                    Synced::Quarantined(_) => quarantined += 1,
+                    Synced::Removed => {}
+                }
+            }
+            p.processed += n as f64;
+            p.migrated += migrated as f64;
+            p.quarantined += quarantined as f64;
+            p.skipped += skipped as f64;
+            p.batches += 1.0;
+            p.done = page.done;
+            if let Some(c) = &page.cursor {
+                p.cursor = Some(w.encode_cursor(c));
+            }
+            tx.replace(pdoc.id, progress_fields(kind, &p))?;
+            Ok(BackfillOutcome::Batch {
+                read: n,
+                migrated,
+                quarantined,
+                skipped,
+                done: page.done,
+            })
+        })
+    }
+
+    /// Re-syncs up to one batch of quarantined documents of `kind` (after a data fix or once
+    /// a referenced row exists). Returns how many left the quarantine.
+    pub fn retry_quarantine(&mut self, kind: Kind) -> Result<usize, TxError> {
+        if !self.migrating || !self.phase(kind).writes_typed() {
+            return Ok(0);
+        }
+        let batch = self.plan.batch_size(kind);
+        self.mutate(0, |w, tx| {
+            let page = tx.page(
+                w.t.quarantine_by_kind,
+                &[Value::from(kind.table())],
+                None,
+                batch,
+            )?;
+            let mut released = 0;
+            for q in page.docs {
+                let Some(l) = q
+                    .get("legacyId")
+                    .and_then(Value::as_str)
+                    .and_then(|s| w.parse_id(s))
+                else {
+                    continue;
+                };
+                if w.sync(tx, kind, l)?
+                    != Synced::Quarantined(MapError {
+                        path: q
+                            .get("path")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .into(),
+                        reason: q
+                            .get("reason")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .into(),
+                    })
+                {
+                    released += 1;
+                }
+            }
+            Ok(released)
+        })
+    }
+
+    // ----- Phase controller ------------------------------------------------------------
+
+    /// Moves `kind` one phase forward if the plan's guard allows it.
+    pub fn advance(&mut self, kind: Kind) -> Switch {
+        let from = self.phase(kind);
+        let Some(to) = from.next() else {
+            return Switch::NoFurther(from);
+        };
+        if !self.migrating || self.plan.kind(kind).is_none() {
+            return Switch::Refused {
+                from,
+                to,
+                reason: format!("{kind} does not migrate in this plan"),
+            };
+        }
+        for c in self.plan.guards.entering(to).to_vec() {
+            if let Err(reason) = self.condition(kind, c) {
+                return Switch::Refused { from, to, reason };
+            }
+        }
+        self.ctx.phases[kind.index()] = to;
+        Switch::Moved { from, to }
+    }
+
+    /// Moves `kind` one phase back if the plan allows rollback from its phase.
+    pub fn rollback(&mut self, kind: Kind) -> Switch {
+        let from = self.phase(kind);
+        let Some(to) = from.previous() else {
+            return Switch::NoFurther(from);
+        };
+        if !self.migrating || !self.plan.rollback_from.contains(&from) {
+            return Switch::Refused {
+                from,
+                to,
+                reason: format!("the plan allows no rollback from {from}"),
+            };
+        }
+        self.ctx.phases[kind.index()] = to;
+        Switch::Moved { from, to }
+    }
+
+    fn backfill_done(&self, kind: Kind) -> bool {
+        self.phase(kind) >= Phase::Backfill && self.progress(kind).done
+    }
+
+    /// Evaluates one guard condition; `Err` says why it does not hold.
+    fn condition(&mut self, kind: Kind, c: Condition) -> Result<(), String> {
+        let plan = self.plan.clone();
+        let plan = plan.kind(kind).expect("checked by the caller");
+        match c {
+            Condition::DependenciesBackfilled => {
+                for d in &plan.depends_on {
+                    if !self.backfill_done(*d) {
+                        return Err(format!("{d} has not finished its backfill"));
+                    }
+                }
+                Ok(())
+            }
+            Condition::BackfillDone => {
+                if self.backfill_done(kind) {
+                    Ok(())
+                } else {
+                    Err(format!("{kind} backfill is not done"))
+                }
+            }
+            Condition::DiffClean => match self.diff(kind).first() {
+                None => Ok(()),
+                Some(d) => Err(format!("diff not clean: {d}")),
+            },
+            Condition::DependentsTypedOnly => {
+                for d in self.plan.dependents(kind) {
+                    if self.phase(d) != Phase::TypedOnly {
+                        return Err(format!(
+                            "{d} still writes legacy rows that reference {kind}"
+                        ));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The full keyed diff of a kind: every legacy document that neither has an equal typed
+    /// row nor is quarantined for a current reason, and every orphaned typed row. Used by
+    /// the `diff_clean` guard, not on the per-step path.
+    /// The strict mapping of a document against the store as it is now (a read-only
+    /// transaction), for the diff and the checker.
+    pub fn map_now(
+        &mut self,
+        kind: Kind,
+        fields: &Fields,
+        legacy: Option<DocId>,
+    ) -> Result<Fields, MapError> {
+        self.mutate(0, |c, tx| c.map(tx, kind, fields, legacy))
+            .unwrap_or_else(|e| {
+                Err(MapError {
+                    path: String::new(),
+                    reason: e.to_string(),
+                })
+            })
+    }
+
+    pub fn diff(&mut self, kind: Kind) -> Vec<String> {
+        let mut out = Vec::new();
+        let ty = Value::from(kind.legacy_type());
+        let docs: Vec<Arc<Doc>> = self
+            .store
+            .peek_range(self.t.objects_by_type, std::slice::from_ref(&ty))
+            .filter(|d| kind_of(&d.fields) == Some(kind))
+            .cloned()
+            .collect();
+        for d in docs {
+            let id = self.id_string(d.id);
+            let typed = self
+                .store
+                .peek_range(
+                    self.t.typed_by_legacy[kind.index()],
+                    &[Value::String(id.clone())],
+                )
+                .cloned()
+                .collect::<Vec<_>>();
+            let quarantined = self
+                .store
+                .peek_range(self.t.quarantine_by_legacy, &[Value::String(id.clone())])
+                .next()
+                .is_some();
+            let expected = self.map_now(kind, &d.fields, Some(d.id));
+            match (expected, typed.as_slice(), quarantined) {
+                (Ok(f), [t], false) if t.fields == f => {}
+                (Err(_), [], true) => {}
+                (_, rows, _) if rows.len() > 1 => {
+                    out.push(format!("{id} has {} typed rows", rows.len()))
+                }
+                (Ok(_), [], false) => out.push(format!("{id} has no typed row")),
+                (Ok(_), _, false) => out.push(format!("{id} differs from its typed row")),
+                (Ok(_), _, true) => out.push(format!("{id} maps but is quarantined")),
+                (Err(e), _, _) => out.push(format!("{id} cannot map ({e}) but is not quarantined")),
+            }
+            if out.len() >= 10 {
+                return out;
+            }
+        }
+        for row in self.store.scan(self.t.typed[kind.index()]) {
+            if let Some(l) = row
+                .get("legacyId")
+                .and_then(Value::as_str)
+                .and_then(|s| self.store.parse_id(s))
+                && self.store.peek(l).is_none()
+            {
+                out.push(format!(
+                    "{} is orphaned: its legacy document {} is gone",
+                    self.id_string(row.id),
+                    self.id_string(l)
+                ));
+            }
+        }
+        out
+    }
+}
+
+impl std::ops::Deref for World {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+impl Ctx {
+    pub fn is_oracle(&self) -> bool {
+        !self.migrating
+    }
+
+    pub fn phase(&self, kind: Kind) -> Phase {
+        self.phases[kind.index()]
+    }
+
+    pub fn phases(&self) -> [Phase; 3] {
+        self.phases
+    }
+
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    pub fn set_now(&mut self, now: u64) {
+        assert!(now >= self.now, "the clock never goes back");
+        self.now = now;
+    }
+
+    pub fn org_id(&self, org: usize) -> DocId {
+        self.org_ids[org % self.org_ids.len()]
+    }
+
+    pub fn org_count(&self) -> usize {
+        self.org_ids.len()
+    }
+
+    /// The id the client holds for an entity, if this world created it.
+    pub fn handle(&self, key: Key) -> Option<DocId> {
+        self.handles.get(key as usize).copied().flatten()
+    }
+
+    /// The key of an id this world has given an entity (legacy or typed).
+    pub fn key_of(&self, id: DocId) -> Option<Key> {
+        self.id_keys.get(&id).copied()
+    }
+
+    /// Records that entity `key` is `id` in this world.
+    pub fn register(&mut self, key: Key, id: DocId) {
+        let k = key as usize;
+        if self.handles.len() <= k {
+            self.handles.resize(k + 1, None);
+        }
+        self.handles[k] = Some(id);
+        self.id_keys.insert(id, key);
+    }
+
+    fn begin(&self, skew: u64) -> u64 {
+        self.now.saturating_sub(skew)
+    }
+
+    /// The string form of an id, as stored in documents (`table:seq`).
+    pub fn id_string(&self, id: DocId) -> String {
+        format!("{}:{}", self.names[usize::from(id.table)], id.seq)
+    }
+
+    /// Parses an id string of any table of this world's store.
+    pub fn parse_id(&self, s: &str) -> Option<DocId> {
+        let (table, seq) = crate::validator::parse_id(s)?;
+        let table = self.names.iter().position(|n| *n == table)?;
+        Some(DocId {
+            table: table as u16,
+            seq,
+        })
+    }
+
+    /// Whether `kind` is written to its typed table in this world.
+    fn typed_writes(&self, kind: Kind) -> bool {
+        self.migrating && self.phase(kind).writes_typed()
+    }
+
+    // ----- Mapping and sync -----------------------------------------------------------
+
+    /// The typed row of a legacy document, by `by_legacy`.
+    pub fn typed_of_legacy(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        legacy: DocId,
+    ) -> Result<Option<Arc<Doc>>, TxError> {
+        let id = Value::String(self.id_string(legacy));
+        tx.first(
+            self.t.typed_by_legacy[kind.index()],
+            std::slice::from_ref(&id),
+        )
+    }
+
+    /// The quarantine entry of a legacy document.
+    pub fn quarantine_entry(
+        &self,
+        tx: &mut Tx<'_>,
+        legacy: DocId,
+    ) -> Result<Option<Arc<Doc>>, TxError> {
+        let id = Value::String(self.id_string(legacy));
+        tx.first(self.t.quarantine_by_legacy, std::slice::from_ref(&id))
+    }
+
+    /// The typed id a reference should hold: an `objects` id is looked up by legacy id, a
+    /// typed id of the right table is kept if its row exists.
+    fn remap(&self, tx: &mut Tx<'_>, target: Kind, s: &str) -> Result<Option<String>, TxError> {
+        if self.bugs.bogus_event_remap && target == Kind::Events {
+            return Ok(Some("events:999999".into()));
+        }
+        let Some(id) = self.parse_id(s) else {
+            return Ok(None);
+        };
+        if id.table == self.t.objects {
+            Ok(self
+                .typed_of_legacy(tx, target, id)?
+                .map(|d| self.id_string(d.id)))
+        } else if id.table == self.t.typed[target.index()] {
+            Ok(tx.get(id)?.map(|d| self.id_string(d.id)))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Maps legacy-shaped fields to a typed row: strict derivation, then references
+    /// remapped to typed ids, then `legacyId`. The outer error is a failed transaction, the
+    /// inner one a document that cannot map.
+    pub fn map(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        fields: &Fields,
+        legacy: Option<DocId>,
+    ) -> Result<Result<Fields, MapError>, TxError> {
+        let mut out = match derive(kind, fields, true) {
+            Ok(out) => out,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut failure = None;
+        for_each_reference(kind, &mut out, |path, target, value| {
+            let Some(target) = target else {
+                return Ok(());
+            };
+            let s = value.as_str().unwrap_or_default().to_string();
+            match self.remap(tx, target, &s)? {
+                Some(typed) => *value = Value::String(typed),
+                None if failure.is_none() => {
+                    failure = Some(MapError {
+                        path: format!("customProperties.{path}"),
+                        reason: format!(
+                            "{s} has no row in {target} (deleted, quarantined or not migrated yet)"
+                        ),
+                    });
+                }
+                None => {}
+            }
+            Ok::<(), TxError>(())
+        })?;
+        if let Some(e) = failure {
+            return Ok(Err(e));
+        }
+        if let Some(l) = legacy {
+            out.insert("legacyId".into(), Value::String(self.id_string(l)));
+        }
+        if self.bugs.invalid_ticket_number
+            && kind == Kind::Tickets
+            && let Some(Value::Float64(n)) = out.get("ticketNumber")
+        {
+            let n = *n as i64;
+            out.insert("ticketNumber".into(), Value::Int64(n));
+        }
+        Ok(Ok(out))
+    }
+
+    /// Brings the typed row of one legacy document in line with it, inside the caller's
+    /// mutation: upsert by legacy id if it maps, quarantine it (and drop any typed row) if it
+    /// does not, drop both if the document is gone.
+    pub fn sync(&self, tx: &mut Tx<'_>, kind: Kind, legacy: DocId) -> Result<Synced, TxError> {
+        let doc = tx.get(legacy)?;
+        let typed = self.typed_of_legacy(tx, kind, legacy)?;
+        let quarantined = self.quarantine_entry(tx, legacy)?;
+        let Some(doc) = doc else {
+            if let Some(t) = typed {
+                tx.delete(t.id)?;
+            }
+            if let Some(q) = quarantined {
+                tx.delete(q.id)?;
+            }
+            return Ok(Synced::Removed);
+        };
+        match self.map(tx, kind, &doc.fields, Some(legacy))? {
+            Ok(fields) => {
+                match typed {
+                    Some(t) if t.fields == fields => {}
+                    Some(t) => tx.replace(t.id, fields)?,
+                    None => {
+                        tx.insert(self.t.typed[kind.index()], fields)?;
+                    }
+                }
+                if let Some(q) = quarantined {
+                    tx.delete(q.id)?;
+                }
+                Ok(Synced::Migrated)
+            }
+            Err(error) => {
+                if let Some(t) = typed {
+                    tx.delete(t.id)?;
+                }
+                let mut q = Fields::new();
+                q.insert("legacyId".into(), Value::String(self.id_string(legacy)));
+                q.insert("kind".into(), Value::from(kind.table()));
+                q.insert("path".into(), Value::String(error.path.clone()));
+                q.insert("reason".into(), Value::String(error.reason.clone()));
+                match quarantined {
+                    Some(old) if old.fields == q => {}
+                    Some(old) => tx.replace(old.id, q)?,
+                    None => {
+                        tx.insert(self.t.quarantine, q)?;
+                    }
+                }
+                Ok(Synced::Quarantined(error))
+            }
+        }
+    }
+
+    // ----- Write paths ------------------------------------------------------------------
+
+    /// The string this world writes for a reference to entity `key`: what the client holds.
+    fn ref_string(&self, key: Key) -> Value {
+        match self.handle(key) {
+            Some(id) => Value::String(self.id_string(id)),
+            None => Value::Null,
+        }
+    }
+
+    /// Turns an `Arg` into the value this world writes in legacy form.
+    pub fn legacy_arg(&self, arg: &Arg) -> Value {
+        match arg {
+            Arg::Plain(v) => v.clone(),
+            Arg::Ref(k) => self.ref_string(*k),
+        }
+    }
+
+    /// Creates an entity of a migrating kind from legacy-shaped fields (references are this
+    /// world's ids), as the kind's phase says. Returns the id the client will hold.
+    pub fn create(&self, tx: &mut Tx<'_>, kind: Kind, fields: Fields) -> Result<DocId, TxError> {
+        if self.migrating
+            && self.phase(kind) == Phase::TypedOnly
+            && let Ok(typed) = self.map(tx, kind, &fields, None)?
+        {
+            return tx.insert(self.t.typed[kind.index()], typed);
+        }
+        // A document that cannot be typed lives on in objects, quarantined, like the
+        // backfill's quarantined documents.
+        let id = tx.insert(self.t.objects, fields)?;
+        if self.typed_writes(kind) {
+            self.sync(tx, kind, id)?;
+        }
+        Ok(id)
+    }
+
+    /// Creates an object that never migrates (product, checkout session, support ticket).
+    pub fn create_object(&self, tx: &mut Tx<'_>, fields: Fields) -> Result<DocId, TxError> {
+        tx.insert(self.t.objects, fields)
+    }
+
+    /// Adds an `objectLinks` edge when both ends live in `objects`.
+    pub fn link(
+        &self,
+        tx: &mut Tx<'_>,
+        from: DocId,
+        to: DocId,
+        link_type: &str,
+    ) -> Result<(), TxError> {
+        if from.table == self.t.objects && to.table == self.t.objects {
+            let f = link_fields(&self.id_string(from), &self.id_string(to), link_type);
+            tx.insert(self.t.links, f)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the `link_type` edges from `from`.
+    pub fn unlink_from(
+        &self,
+        tx: &mut Tx<'_>,
+        from: DocId,
+        link_type: &str,
+    ) -> Result<(), TxError> {
+        let prefix = [Value::String(self.id_string(from)), Value::from(link_type)];
+        for l in tx.range(self.t.links_by_from, &prefix)? {
+            tx.delete(l.id)?;
+        }
+        Ok(())
+    }
+
+    /// Applies changes to the legacy document in one mutation (the legacy write), keeping
+    /// the ticket's `admits_to` link in step with its `eventId`.
+    fn update_legacy(&self, tx: &mut Tx<'_>, id: DocId, changes: &[Change]) -> Result<(), TxError> {
+        let Some(doc) = tx.get(id)? else {
+            return Err(TxError::NotFound(self.id_string(id)));
+        };
+        let mut fields = doc.fields.clone();
+        let mut cp = match fields.remove("customProperties") {
+            Some(Value::Object(cp)) => cp,
+            _ => Fields::new(),
+        };
+        let mut relink = None;
+        for c in changes {
+            let value = c.value.as_ref().map(|a| self.legacy_arg(a));
+            let target = if TOP_FIELDS.contains(&c.field) {
+                &mut fields
+            } else {
+                &mut cp
+            };
+            if c.field == "eventId"
+                && let Some(Value::String(s)) = &value
+                && let Some(event) = self.parse_id(s)
+            {
+                relink = Some(event);
+            }
+            match value {
+                Some(v) => target.insert(c.field.to_string(), v),
+                None => target.remove(c.field),
+            };
+        }
+        // The generic update path replaces customProperties wholesale.
+        fields.insert("customProperties".into(), Value::Object(cp));
+        fields.insert("updatedAt".into(), Value::Float64(self.now_ms()));
+        tx.replace(id, fields)?;
+        if let Some(event) = relink {
+            self.unlink_from(tx, id, "admits_to")?;
+            self.link(tx, id, event, "admits_to")?;
+        }
+        Ok(())
+    }
+
+    /// Applies changes to a typed row directly (the `typed_only` write).
+    fn update_typed(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        row: &Doc,
+        changes: &[Change],
+    ) -> Result<(), TxError> {
+        let mut fields = row.fields.clone();
+        let spec = crate::schema::kind_fields(kind);
+        for c in changes {
+            let value = match &c.value {
+                None => None,
+                Some(Arg::Plain(v)) => Some(v.clone()),
+                Some(Arg::Ref(k)) => {
+                    let s = self.ref_string(*k);
+                    let target = crate::domain::reference_fields(kind)
+                        .iter()
+                        .find(|(n, _)| *n == c.field)
+                        .and_then(|(_, t)| *t);
+                    match (target, s.as_str()) {
+                        (Some(t), Some(s)) => match self.remap(tx, t, s)? {
+                            Some(typed) => Some(Value::String(typed)),
+                            None => {
+                                return Err(TxError::Threw(format!(
+                                    "{}: {s} has no {t} row",
+                                    c.field
+                                )));
+                            }
+                        },
+                        _ => Some(s),
+                    }
+                }
+            };
+            if spec.iter().any(|s| s.name == c.field) {
+                match value {
+                    Some(v) => fields.insert(c.field.to_string(), v),
+                    None => fields.remove(c.field),
+                };
+            } else {
+                let mut meta = match fields.remove("metadata") {
+                    Some(Value::Object(m)) => m,
+                    _ => Fields::new(),
+                };
+                match value {
+                    Some(v) => meta.insert(c.field.to_string(), v),
+                    None => meta.remove(c.field),
+                };
+                if !meta.is_empty() {
+                    fields.insert("metadata".into(), Value::Object(meta));
+                }
+            }
+        }
+        fields.insert("updatedAt".into(), Value::Float64(self.now_ms()));
+        tx.replace(row.id, fields)
+    }
+
+    /// The typed row and the legacy id of an entity, as the client's handle leads to them.
+    pub fn locate(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        key: Key,
+    ) -> Result<(Option<DocId>, Option<Arc<Doc>>), TxError> {
+        let Some(handle) = self.handle(key) else {
+            return Ok((None, None));
+        };
+        if handle.table == self.t.objects {
+            let typed = if self.migrating {
+                self.typed_of_legacy(tx, kind, handle)?
+            } else {
+                None
+            };
+            Ok((Some(handle), typed))
+        } else {
+            Ok((None, tx.get(handle)?))
+        }
+    }
+
+    /// Updates an entity of a migrating kind, as its phase says.
+    pub fn update(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        key: Key,
+        changes: &[Change],
+    ) -> Result<(), TxError> {
+        self.update_with(tx, kind, key, changes, true)
+    }
+
+    /// As `update`; `mirror = false` plants the bug of a write path that forgets the typed
+    /// side.
+    pub fn update_with(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        key: Key,
+        changes: &[Change],
+        mirror: bool,
+    ) -> Result<(), TxError> {
+        let (legacy, typed) = self.locate(tx, kind, key)?;
+        if self.migrating
+            && self.phase(kind) == Phase::TypedOnly
+            && !self.bugs.typed_only_writes_legacy
+            && let Some(row) = typed
+        {
+            return self.update_typed(tx, kind, &row, changes);
+        }
+        let Some(legacy) = legacy else {
+            return Err(TxError::NotFound(format!("{kind} #{key}")));
+        };
+        self.update_legacy(tx, legacy, changes)?;
+        if mirror && self.typed_writes(kind) {
+            self.sync(tx, kind, legacy)?;
+        }
+        Ok(())
+    }
+
+    /// Hard-deletes an entity of a migrating kind; links and references to it stay behind.
+    pub fn delete(&self, tx: &mut Tx<'_>, kind: Kind, key: Key) -> Result<(), TxError> {
+        let (legacy, typed) = self.locate(tx, kind, key)?;
+        if self.migrating
+            && self.phase(kind) == Phase::TypedOnly
+            && let Some(row) = typed
+        {
+            return tx.delete(row.id);
+        }
+        let Some(legacy) = legacy else {
+            return Err(TxError::NotFound(format!("{kind} #{key}")));
+        };
+        tx.delete(legacy)?;
+        if self.typed_writes(kind) && !self.bugs.delete_not_mirrored {
+            self.sync(tx, kind, legacy)?;
+        }
+        Ok(())
+    }
+
+    pub fn now_ms(&self) -> f64 {
+        1_767_225_600_000.0 + (self.now / TICKS_PER_STEP) as f64 * 1_000.0
+    }
+
+    // ----- Reads --------------------------------------------------------------------------
+
+    /// The view a reader sees of a document: the typed shape, references as `#key`,
+    /// `legacyId` dropped, and `_key`.
+    pub fn view(&self, kind: Kind, doc: &Doc) -> Value {
+        let (mut fields, key) = if doc.id.table == self.t.objects {
+            let f = derive(kind, &doc.fields, false).unwrap_or_default();
+            (f, self.key_of(doc.id))
+        } else {
+            let mut f = doc.fields.clone();
+            let legacy = f
+                .remove("legacyId")
+                .and_then(|v| v.as_str().and_then(|s| self.parse_id(s)));
+            let key = legacy
+                .and_then(|l| self.key_of(l))
+                .or_else(|| self.key_of(doc.id));
+            (f, key)
+        };
+        let _ = for_each_reference(kind, &mut fields, |_, _, v| {
+            if let Some(k) = v
+                .as_str()
+                .and_then(|s| self.parse_id(s))
+                .and_then(|id| self.key_of(id))
+            {
+                *v = Value::String(format!("#{k}"));
+            }
+            Ok::<(), ()>(())
+        });
+        fields.insert(
+            "_key".into(),
+            key.map_or(Value::Null, |k| Value::Int64(i64::from(k))),
+        );
+        Value::Object(fields)
+    }
+
+    /// Reads one entity by the client's handle through the kind's read path.
+    pub fn read_one(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        key: Key,
+    ) -> Result<Option<Value>, TxError> {
+        let reads_typed = self.migrating && self.phase(kind).reads_typed();
+        let (legacy, typed) = self.locate(tx, kind, key)?;
+        if !reads_typed {
+            let Some(legacy) = legacy else {
+                return Ok(None);
+            };
+            return Ok(tx
+                .get(legacy)?
+                .filter(|d| kind_of(&d.fields) == Some(kind))
+                .map(|d| self.view(kind, &d)));
+        }
+        if let Some(row) = typed {
+            return Ok(Some(self.view(kind, &row)));
+        }
+        match legacy {
+            Some(l) if self.serves_quarantined(tx, l)? => {
+                Ok(tx.get(l)?.map(|d| self.view(kind, &d)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn serves_quarantined(&self, tx: &mut Tx<'_>, legacy: DocId) -> Result<bool, TxError> {
+        Ok(
+            self.plan.quarantine_reads == QuarantineReads::ServeFromLegacy
+                && self.quarantine_entry(tx, legacy)?.is_some(),
+        )
+    }
+
+    /// Whether any document of `kind` is quarantined.
+    pub fn has_quarantine(&self, tx: &mut Tx<'_>, kind: Kind) -> Result<bool, TxError> {
+        Ok(tx
+            .first(self.t.quarantine_by_kind, &[Value::from(kind.table())])?
+            .is_some())
+    }
+
+    /// A list read: `legacy` gathers the legacy documents, `typed` the typed rows; once
+    /// reads are typed, quarantined legacy documents are merged in (if the plan serves
+    /// them). The result is sorted by key, as readers compare lists as sets.
+    pub fn read_list(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        legacy: &mut Gather<'_>,
+        typed: &mut Gather<'_>,
+    ) -> Result<Vec<Value>, TxError> {
+        let mut views: Vec<Value> = Vec::new();
+        if self.migrating && self.phase(kind).reads_typed() {
+            for d in typed(self, tx)? {
+                views.push(self.view(kind, &d));
+            }
+            if self.plan.quarantine_reads == QuarantineReads::ServeFromLegacy
+                && self.has_quarantine(tx, kind)?
+            {
+                for d in legacy(self, tx)? {
+                    if kind_of(&d.fields) == Some(kind)
+                        && self.quarantine_entry(tx, d.id)?.is_some()
+                    {
+                        views.push(self.view(kind, &d));
+                    }
+                }
+            }
+        } else {
+            for d in legacy(self, tx)? {
+                if kind_of(&d.fields) == Some(kind) {
+                    views.push(self.view(kind, &d));
+                }
+            }
+        }
+        views.sort_by(|a, b| view_key(a).cmp(&view_key(b)));
+        Ok(views)
+    }
+
+    // ----- Backfill -----------------------------------------------------------------------
+
+    fn progress_doc(&self, tx: &mut Tx<'_>, kind: Kind) -> Result<Arc<Doc>, TxError> {
+        tx.first(self.t.progress_by_kind, &[Value::from(kind.table())])?
+            .ok_or_else(|| TxError::Threw(format!("no migrationProgress row for {kind}")))
+    }
+
+    fn encode_cursor(&self, c: &IndexKey) -> Value {
+        let mut parts: Vec<Value> = c
+            .values
+            .iter()
+            .map(|v| v.clone().unwrap_or(Value::Null))
+            .collect();
+        parts.push(Value::Int64(c.creation_time as i64));
+        parts.push(Value::String(self.id_string(c.id)));
+        Value::Array(parts)
+    }
+
+    fn decode_cursor(&self, v: &Value) -> Option<IndexKey> {
+        let parts = v.as_array()?;
+        let (id, rest) = parts.split_last()?;
+        let (ts, values) = rest.split_last()?;
+        let Value::Int64(ts) = ts else { return None };
+        Some(IndexKey {
+            values: values.iter().cloned().map(Some).collect(),
+            creation_time: *ts as u64,
+            id: self.parse_id(id.as_str()?)?,
+        })
+    }
+}
+
+/// The sort key of a view in a list: its `_key`.
+fn view_key(v: &Value) -> Option<&Value> {
+    v.as_object().and_then(|f| f.get("_key"))
+}
+
+fn link_fields(from: &str, to: &str, link_type: &str) -> Fields {
+    let mut f = Fields::new();
+    f.insert("fromObjectId".into(), Value::from(from));
+    f.insert("toObjectId".into(), Value::from(to));
+    f.insert("linkType".into(), Value::from(link_type));
+    f
+}
+
+fn progress_fields(kind: Kind, p: &Progress) -> Fields {
+    let mut f = Fields::new();
+    f.insert("kind".into(), Value::from(kind.table()));
+    if let Some(c) = &p.cursor {
+        f.insert("cursor".into(), c.clone());
+    }
+    f.insert("processed".into(), Value::Float64(p.processed));
+    f.insert("migrated".into(), Value::Float64(p.migrated));
+    f.insert("quarantined".into(), Value::Float64(p.quarantined));
+    f.insert("skipped".into(), Value::Float64(p.skipped));
+    f.insert("batches".into(), Value::Float64(p.batches));
+    f.insert("done".into(), Value::Bool(p.done));
+    f
+}
+
+fn parse_progress(f: &Fields) -> Progress {
+    let n = |k: &str| f.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+    Progress {
+        cursor: f.get("cursor").cloned(),
+        processed: n("processed"),
+        migrated: n("migrated"),
+        quarantined: n("quarantined"),
+        skipped: n("skipped"),
+        batches: n("batches"),
+        done: matches!(f.get("done"), Some(Value::Bool(true))),
+    }
+}
