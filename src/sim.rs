@@ -504,8 +504,10 @@ impl Sim {
         self.oracle.ctx.set_now(now);
         let skew = u64::from(step.skew).min(self.skew_max) * TICKS_PER_STEP;
         step.hash(&mut self.hasher);
-        let result = self.apply(&step.op, skew);
-        let result = result.and_then(|()| self.check_after_step());
+        let applied = self.apply(&step.op, skew);
+        // The structural invariants name the more specific anomaly, so they are reported
+        // before a disagreement the step itself observed (a failed write or read).
+        let result = self.check_after_step().and(applied);
         self.stats.steps += 1;
         for k in Kind::ALL {
             let p = self.migrated.phase(k);
@@ -1713,15 +1715,15 @@ fn action_transaction(
                 let stale = world.bugs.refund_upserts_stale_copy;
                 world.mutate(skew, |c, tx| {
                     match c.update(tx, Kind::Transactions, txn, &changes) {
-                        Err(TxError::NotFound(_)) if stale && raw.is_some() => {
+                        Err(TxError::NotFound(e)) if stale && raw.is_some() => {
                             // The planted bug: write the typed row from the copy read earlier.
                             let raw = raw.as_ref().expect("checked");
-                            if let Ok(f) =
-                                c.map(tx, Kind::Transactions, &raw.fields, Some(raw.id))?
-                            {
-                                tx.insert(c.t.typed[Kind::Transactions.index()], f)?;
+                            match c.map(tx, Kind::Transactions, &raw.fields, Some(raw.id))? {
+                                Ok(f) => tx
+                                    .insert(c.t.typed[Kind::Transactions.index()], f)
+                                    .map(|_| ()),
+                                Err(_) => Err(TxError::NotFound(e)),
                             }
-                            Ok(())
                         }
                         other => other,
                     }
