@@ -58,8 +58,8 @@ pub fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         20 => read().prop_map(|read| Op::Read { read }),
         16 => s().prop_map(|slot| Op::ActionStep { slot }),
-        14 => kind().prop_map(|kind| Op::Backfill { kind }),
-        10 => kind().prop_map(|kind| Op::Advance { kind }),
+        16 => kind().prop_map(|kind| Op::Backfill { kind }),
+        18 => kind().prop_map(|kind| Op::Advance { kind }),
         5 => (s(), s(), 1u8..=3, any::<bool>(), s()).prop_map(|(event, product, quantity, v1, seed)| Op::Checkout { event, product, quantity, v1, seed }),
         4 => (s(), 0u8..6).prop_map(|(txn, status)| Op::PaymentWebhook { txn, status }),
         2 => (s(), any::<bool>()).prop_map(|(txn, partial)| Op::Refund { txn, partial }),
@@ -72,7 +72,7 @@ pub fn op() -> impl Strategy<Value = Op> {
         2 => (kind(), s()).prop_map(|(kind, target)| Op::Delete { kind, target }),
         3 => (kind(), s()).prop_map(|(kind, target)| Op::Repair { kind, target }),
         2 => kind().prop_map(|kind| Op::RetryQuarantine { kind }),
-        2 => kind().prop_map(|kind| Op::Rollback { kind }),
+        1 => kind().prop_map(|kind| Op::Rollback { kind }),
         1 => s().prop_map(|slot| Op::ActionCrash { slot }),
         1 => kind().prop_map(|kind| Op::BackfillCrash { kind }),
     ]

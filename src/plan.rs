@@ -84,6 +84,10 @@ pub enum Condition {
     /// A full keyed diff of `objects` against the typed table finds no difference: every
     /// legacy document has an equal typed row or is quarantined, and no typed row is orphaned.
     DiffClean,
+    /// No kind in `depends_on` has a quarantined document: a typed row can only reference
+    /// typed rows, so once this kind writes typed rows only, a reference to a quarantined
+    /// dependency could not be written.
+    DependenciesClean,
     /// Every kind that depends on this one is already `typed_only`, so no legacy document
     /// will again need this kind's legacy ids.
     DependentsTypedOnly,

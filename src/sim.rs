@@ -920,13 +920,32 @@ impl Sim {
                 self.written(Kind::Tickets, key);
             }
             Op::Repair { kind, target: sel } => {
-                let Some((key, field, value)) = pick_dirty(&self.book.dirty[kind.index()], *sel)
-                else {
+                // A data fix runs once per document: the operator fixes the legacy document
+                // and it migrates from there.
+                let dirty = &mut self.book.dirty[kind.index()];
+                if dirty.is_empty() {
                     return Ok(());
-                };
+                }
+                let (key, field, value) = dirty.remove(usize::from(*sel) % dirty.len());
                 description = format!("data fix of {kind} #{key}: {field} := {value:?}");
+                // A data fix that points a reference at an entity checks that it exists, as
+                // the app's own writes do.
+                let target = match (
+                    &value,
+                    crate::domain::reference_fields(*kind)
+                        .iter()
+                        .find(|(n, _)| *n == field),
+                ) {
+                    (Some(Arg::Ref(k)), Some((_, Some(t)))) => Some((*t, *k)),
+                    _ => None,
+                };
                 let change = Change { field, value };
                 outcomes = self.both(skew, |c, tx| {
+                    if let Some((t, k)) = target
+                        && c.read_one(tx, t, k)?.is_none()
+                    {
+                        return Err(TxError::Threw(format!("{t} #{k} does not exist")));
+                    }
                     c.update(tx, *kind, key, std::slice::from_ref(&change))
                 });
                 self.written(*kind, key);
@@ -1384,17 +1403,6 @@ impl Sim {
     }
 }
 
-fn pick_dirty(
-    list: &[(Key, &'static str, Option<Arg>)],
-    sel: Sel,
-) -> Option<(Key, &'static str, Option<Arg>)> {
-    if list.is_empty() {
-        None
-    } else {
-        Some(list[usize::from(sel) % list.len()].clone())
-    }
-}
-
 fn legacy_of(world: &World, doc: &Doc) -> Option<DocId> {
     doc.get("legacyId")
         .and_then(Value::as_str)
@@ -1544,7 +1552,7 @@ fn action_transaction(
                     let ev = c
                         .read_one(tx, Kind::Events, event)?
                         .and_then(|v| v.as_object().cloned())
-                        .unwrap_or_default();
+                        .ok_or_else(|| TxError::Threw(format!("event #{event} does not exist")))?;
                     let (er, pr, sr) = (
                         c.legacy_arg(&Arg::Ref(event)),
                         c.legacy_arg(&Arg::Ref(product)),
@@ -1611,6 +1619,11 @@ fn action_transaction(
                         return Ok(());
                     }
                     world.mutate(skew, |c, tx| {
+                        // The transaction may have been deleted since it was created; the
+                        // app links only to a transaction that still exists.
+                        if c.read_one(tx, Kind::Transactions, txn)?.is_none() {
+                            return Ok(());
+                        }
                         c.update(
                             tx,
                             Kind::Tickets,

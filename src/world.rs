@@ -438,6 +438,22 @@ impl World {
                 None => Ok(()),
                 Some(d) => Err(format!("diff not clean: {d}")),
             },
+            Condition::DependenciesClean => {
+                for d in &plan.depends_on {
+                    let prefix = [Value::from(d.table())];
+                    if let Some(q) = self
+                        .store
+                        .peek_range(self.t.quarantine_by_kind, &prefix)
+                        .next()
+                    {
+                        return Err(format!(
+                            "{d} has quarantined documents (first: {}) that typed rows could not reference",
+                            q.get("legacyId").map_or(String::new(), |v| v.to_string())
+                        ));
+                    }
+                }
+                Ok(())
+            }
             Condition::DependentsTypedOnly => {
                 for d in self.plan.dependents(kind) {
                     if self.phase(d) != Phase::TypedOnly {
@@ -976,7 +992,7 @@ impl Ctx {
         {
             return self.update_typed(tx, kind, &row, changes);
         }
-        let Some(legacy) = legacy else {
+        let Some(legacy) = self.legacy_writable(tx, kind, legacy)? else {
             return Err(TxError::NotFound(format!("{kind} #{key}")));
         };
         self.update_legacy(tx, legacy, changes)?;
@@ -984,6 +1000,26 @@ impl Ctx {
             self.sync(tx, kind, legacy)?;
         }
         Ok(())
+    }
+
+    /// The legacy document a write may touch. Once a kind is `typed_only`, `objects` holds
+    /// only retired copies, except quarantined documents, which still live there: writing a
+    /// retired copy would resurrect what the typed side deleted (regression test
+    /// `typed_only_delete_then_in_flight_webhook_does_not_resurrect_the_transaction`).
+    fn legacy_writable(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        legacy: Option<DocId>,
+    ) -> Result<Option<DocId>, TxError> {
+        let Some(l) = legacy else { return Ok(None) };
+        if !self.migrating
+            || self.phase(kind) != Phase::TypedOnly
+            || self.bugs.typed_only_writes_legacy
+        {
+            return Ok(Some(l));
+        }
+        Ok(self.quarantine_entry(tx, l)?.map(|_| l))
     }
 
     /// Hard-deletes an entity of a migrating kind; links and references to it stay behind.
@@ -995,7 +1031,7 @@ impl Ctx {
         {
             return tx.delete(row.id);
         }
-        let Some(legacy) = legacy else {
+        let Some(legacy) = self.legacy_writable(tx, kind, legacy)? else {
             return Err(TxError::NotFound(format!("{kind} #{key}")));
         };
         tx.delete(legacy)?;
