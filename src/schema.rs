@@ -314,6 +314,17 @@ pub fn tables() -> Vec<TableDef> {
             ])),
             indexes: vec![idx("by_kind", &["kind"])],
         },
+        // Every legacy id -> typed id pair the migration ever created, kept after deletes so
+        // that a reference to a deleted entity maps to the typed id it had (legacy documents
+        // keep dangling references; so must typed rows).
+        TableDef {
+            name: "migrationIdMap",
+            validator: Some(V::object(vec![
+                ("legacyId", V::id("objects")),
+                ("typedId", V::String),
+            ])),
+            indexes: vec![idx("by_legacy", &["legacyId"])],
+        },
         TableDef {
             name: "migrationQuarantine",
             validator: Some(V::object(vec![
@@ -335,6 +346,7 @@ pub struct Tables {
     pub links: TableNo,
     pub progress: TableNo,
     pub quarantine: TableNo,
+    pub id_map: TableNo,
     pub typed: [TableNo; 3],
     pub objects_by_org_type: IndexRef,
     pub objects_by_type: IndexRef,
@@ -350,6 +362,7 @@ pub struct Tables {
     pub progress_by_kind: IndexRef,
     pub quarantine_by_legacy: IndexRef,
     pub quarantine_by_kind: IndexRef,
+    pub id_map_by_legacy: IndexRef,
 }
 
 impl Tables {
@@ -360,6 +373,7 @@ impl Tables {
             links: s.table("objectLinks"),
             progress: s.table("migrationProgress"),
             quarantine: s.table("migrationQuarantine"),
+            id_map: s.table("migrationIdMap"),
             typed: Kind::ALL.map(|k| s.table(k.table())),
             objects_by_org_type: s.index("objects", "by_org_type"),
             objects_by_type: s.index("objects", "by_type"),
@@ -375,6 +389,7 @@ impl Tables {
             progress_by_kind: s.index("migrationProgress", "by_kind"),
             quarantine_by_legacy: s.index("migrationQuarantine", "by_legacy"),
             quarantine_by_kind: s.index("migrationQuarantine", "by_kind"),
+            id_map_by_legacy: s.index("migrationIdMap", "by_legacy"),
         }
     }
 

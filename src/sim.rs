@@ -1099,11 +1099,11 @@ impl Sim {
             }
             _ => 1u8.hash(&mut self.hasher),
         }
-        self.note("reader", || format!("{resolved:?} -> {}", summarize(&m)));
+        self.note("reader", || format!("{resolved} -> {}", summarize(&m)));
         if m != o {
             return Err(self.fail(
                 Invariant::ReadEquivalence,
-                format!("{resolved:?} returned something else than without the migration"),
+                format!("{resolved} returned something else than without the migration"),
                 Some(describe(&o)),
                 Some(describe(&m)),
             ));
@@ -1777,6 +1777,30 @@ pub enum Resolved {
         status: Option<&'static str>,
     },
     TotalsByOrg(usize),
+}
+
+impl fmt::Display for Resolved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Resolved::ById(kind, key) => write!(f, "{kind} #{key} by id"),
+            Resolved::TicketsOfEvent(e) => write!(f, "tickets of event #{e}"),
+            Resolved::TicketsOfTransaction(x) => write!(f, "tickets of transaction #{x}"),
+            Resolved::TransactionsOfSession(s) => {
+                write!(f, "transactions of checkout session #{s}")
+            }
+            Resolved::OfOrg {
+                kind,
+                org,
+                status: Some(s),
+            } => write!(f, "{kind} of organization {org} with status {s}"),
+            Resolved::OfOrg {
+                kind,
+                org,
+                status: None,
+            } => write!(f, "{kind} of organization {org}"),
+            Resolved::TotalsByOrg(org) => write!(f, "totals of organization {org}"),
+        }
+    }
 }
 
 fn resolve_read(book: &KeyBook, read: &Read) -> Option<Resolved> {

@@ -662,9 +662,22 @@ impl Ctx {
             return Ok(None);
         };
         if id.table == self.t.objects {
-            Ok(self
-                .typed_of_legacy(tx, target, id)?
-                .map(|d| self.id_string(d.id)))
+            if let Some(d) = self.typed_of_legacy(tx, target, id)? {
+                return Ok(Some(self.id_string(d.id)));
+            }
+            // A reference to a deleted entity keeps pointing at the typed id it had, as the
+            // legacy document keeps pointing at the deleted legacy id.
+            if tx.get(id)?.is_some() {
+                return Ok(None);
+            }
+            let key = [Value::String(self.id_string(id))];
+            Ok(tx
+                .first(self.t.id_map_by_legacy, &key)?
+                .and_then(|m| m.get("typedId").and_then(Value::as_str).map(str::to_string))
+                .filter(|t| {
+                    self.parse_id(t)
+                        .is_some_and(|t| t.table == self.t.typed[target.index()])
+                }))
         } else if id.table == self.t.typed[target.index()] {
             Ok(tx.get(id)?.map(|d| self.id_string(d.id)))
         } else {
@@ -744,7 +757,11 @@ impl Ctx {
                     Some(t) if t.fields == fields => {}
                     Some(t) => tx.replace(t.id, fields)?,
                     None => {
-                        tx.insert(self.t.typed[kind.index()], fields)?;
+                        let typed = tx.insert(self.t.typed[kind.index()], fields)?;
+                        let mut m = Fields::new();
+                        m.insert("legacyId".into(), Value::String(self.id_string(legacy)));
+                        m.insert("typedId".into(), Value::String(self.id_string(typed)));
+                        tx.insert(self.t.id_map, m)?;
                     }
                 }
                 if let Some(q) = quarantined {

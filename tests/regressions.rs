@@ -64,3 +64,41 @@ fn typed_only_delete_then_in_flight_webhook_does_not_resurrect_the_transaction()
         cutover::plan::Phase::TypedOnly
     );
 }
+
+/// Postmortem: deleting an event leaves references to it behind, in legacy documents as in
+/// the real app. When a transaction that referenced the deleted event was next written, its
+/// mapping found no typed event row for the reference and quarantined the transaction; a
+/// checkout's linking step in `typed_only` for tickets then could not point the ticket at the
+/// now-quarantined transaction, and the write failed where the app without the migration
+/// succeeded. Found by `cutover check --seed 10000 --cases 3000` (case seed 11304). Fix: the
+/// migration keeps every legacy id -> typed id pair in `migrationIdMap`, so a reference to a
+/// deleted entity maps to the typed id it had, dangling exactly as the legacy one does.
+#[test]
+fn reference_to_a_deleted_event_does_not_quarantine_its_transaction() {
+    let mut sim = clean_sim();
+    let mut steps = Vec::new();
+    for kind in Kind::ALL {
+        steps.extend(to_read_typed(kind));
+    }
+    steps.push(step(Op::Advance {
+        kind: Kind::Tickets,
+    }));
+    steps.push(step(Op::Checkout {
+        event: 0,
+        product: 0,
+        quantity: 1,
+        v1: false,
+        seed: 0,
+    }));
+    steps.extend((0..3).map(|_| step(Op::ActionStep { slot: 0 })));
+    steps.push(step(Op::Delete {
+        kind: Kind::Events,
+        target: 0,
+    }));
+    steps.extend((0..3).map(|_| step(Op::ActionStep { slot: 0 })));
+    sim.run(&steps).unwrap_or_else(|f| panic!("{f}"));
+    assert_eq!(
+        sim.migrated.phase(Kind::Tickets),
+        cutover::plan::Phase::TypedOnly
+    );
+}
