@@ -381,7 +381,9 @@ fn dirty(kind: Kind, fields: &mut Fields, rng: &mut Rng) -> Option<(Dirt, &'stat
 pub fn generate(seed: u64, options: &GenOptions) -> Dataset {
     let mut rng = rng(seed);
     let mut data = Dataset::default();
-    let orgs = (options.documents / 250).max(2);
+    // Organizations of about 100 documents: per-organization reads stay the same size
+    // whatever the size of the whole table.
+    let orgs = (options.documents / 100).max(2);
     for _ in 0..orgs {
         data.organizations
             .push(CompanyName().fake_with_rng(&mut rng));

@@ -8,7 +8,9 @@ use crate::plan::{Phase, Plan};
 use crate::schema::{Kind, PAYMENT_STATUSES, TICKET_STATUSES, typed_validator};
 use crate::store::{Doc, DocId, TxError, Write};
 use crate::value::{Fields, Value};
-use crate::world::{Arg, BackfillOutcome, Change, Key, PlantedBugs, Switch, TICKS_PER_STEP, World};
+use crate::world::{
+    Arg, BackfillOutcome, Change, Key, PlantedBugs, Switch, TICKS_PER_STEP, View, World,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -300,7 +302,7 @@ struct InFlight {
     failed: [bool; 2],
     /// What an earlier step read: the reader's view and, for the planted stale-copy bug, the
     /// raw document.
-    captured: [Option<(Value, Option<Arc<Doc>>)>; 2],
+    captured: [Option<(View, Option<Arc<Doc>>)>; 2],
 }
 
 impl InFlight {
@@ -1087,7 +1089,7 @@ impl Sim {
         };
         let m = run_read(&mut self.migrated, &resolved);
         let o = run_read(&mut self.oracle, &resolved);
-        let describe = |r: &Result<Value, TxError>| match r {
+        let describe = |r: &Result<Answer, TxError>| match r {
             Ok(v) => v.to_string(),
             Err(e) => format!("error: {e}"),
         };
@@ -1127,7 +1129,7 @@ impl Sim {
         let m = self.migrated.mutate(0, |c, tx| c.read_one(tx, kind, key));
         let o = self.oracle.mutate(0, |c, tx| c.read_one(tx, kind, key));
         if m != o {
-            let show = |r: &Result<Option<Value>, TxError>| match r {
+            let show = |r: &Result<Option<View>, TxError>| match r {
                 Ok(Some(v)) => v.to_string(),
                 Ok(None) => "not found".to_string(),
                 Err(e) => format!("error: {e}"),
@@ -1837,12 +1839,40 @@ fn resolve_read(book: &KeyBook, read: &Read) -> Option<Resolved> {
     })
 }
 
+/// What a read returns: one document (or none), a list, or an aggregate.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Answer {
+    One(Option<View>),
+    Many(Vec<View>),
+    Totals(Value),
+}
+
+impl fmt::Display for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Answer::One(None) => write!(f, "not found"),
+            Answer::One(Some(v)) => write!(f, "{v}"),
+            Answer::Many(views) => {
+                write!(f, "[")?;
+                for (i, v) in views.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                write!(f, "]")
+            }
+            Answer::Totals(v) => write!(f, "{v}"),
+        }
+    }
+}
+
 /// Runs a read as one query in a world, returning what the reader sees.
-pub fn run_read(world: &mut World, read: &Resolved) -> Result<Value, TxError> {
+pub fn run_read(world: &mut World, read: &Resolved) -> Result<Answer, TxError> {
     world.mutate(0, |c, tx| {
-        let list = |views: Vec<Value>| Value::Array(views);
+        let list = Answer::Many;
         match read {
-            Resolved::ById(kind, key) => Ok(c.read_one(tx, *kind, *key)?.unwrap_or(Value::Null)),
+            Resolved::ById(kind, key) => Ok(Answer::One(c.read_one(tx, *kind, *key)?)),
             Resolved::TicketsOfEvent(e) => {
                 if c.read_one(tx, Kind::Events, *e)?.is_none() {
                     return Ok(list(vec![]));
@@ -1927,11 +1957,11 @@ pub fn run_read(world: &mut World, read: &Resolved) -> Result<Value, TxError> {
                     }
                     count += 1.0;
                 }
-                Ok(crate::value::object([
+                Ok(Answer::Totals(crate::value::object([
                     ("paidInCents", Value::Float64(paid)),
                     ("pendingInCents", Value::Float64(pending)),
                     ("transactions", Value::Float64(count)),
-                ]))
+                ])))
             }
         }
     })
@@ -1943,7 +1973,7 @@ fn of_org(
     kind: Kind,
     org_id: &Value,
     status: Option<&'static str>,
-) -> Result<Vec<Value>, TxError> {
+) -> Result<Vec<View>, TxError> {
     let views = c.read_list(
         tx,
         kind,
@@ -2006,10 +2036,9 @@ fn linked(
     Ok(out)
 }
 
-fn summarize(r: &Result<Value, TxError>) -> String {
+fn summarize(r: &Result<Answer, TxError>) -> String {
     match r {
-        Ok(Value::Array(items)) => format!("{} rows", items.len()),
-        Ok(Value::Null) => "not found".into(),
+        Ok(Answer::Many(items)) => format!("{} rows", items.len()),
         Ok(v) => {
             let s = v.to_string();
             if s.len() > 80 {

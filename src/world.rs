@@ -9,7 +9,7 @@ use crate::plan::{Condition, Phase, Plan, QuarantineReads};
 use crate::schema::{Kind, Tables, new_store};
 use crate::store::{Doc, DocId, IndexKey, Limits, Store, Tx, TxError, Write};
 use crate::value::{Fields, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// A client-side entity number, the same in every world: the n-th entity the workload
@@ -129,9 +129,22 @@ pub struct Ctx {
     phases: [Phase; 3],
     handles: Vec<Option<DocId>>,
     id_keys: HashMap<DocId, Key>,
+    /// The `diff_clean` guard's incremental diff: per kind, the legacy documents whose typed
+    /// side does not match them (see `World::absorb`).
+    unclean: [BTreeSet<DocId>; 3],
+    /// Per kind, whether `unclean` must be rebuilt by a full diff before it is trusted.
+    unclean_stale: [bool; 3],
+    /// Where the operator's quarantine retry resumes, per kind (the job's own memory, not
+    /// app state).
+    retry_cursor: [Option<IndexKey>; 3],
+    /// Memoized views (see `view`); looked up by id, never iterated.
+    views: std::cell::RefCell<HashMap<DocId, (Arc<Doc>, View)>>,
     org_ids: Vec<DocId>,
     now: u64,
 }
+
+/// What a reader sees of one document; shared, as views are memoized.
+pub type View = Arc<Value>;
 
 /// A query that gathers documents for a list read, in one world.
 pub type Gather<'a> = dyn FnMut(&Ctx, &mut Tx<'_>) -> Result<Vec<Arc<Doc>>, TxError> + 'a;
@@ -159,6 +172,10 @@ impl World {
                 phases: [Phase::Legacy; 3],
                 handles: Vec::with_capacity(data.objects.len()),
                 id_keys: HashMap::with_capacity(data.objects.len() * 2),
+                views: Default::default(),
+                retry_cursor: Default::default(),
+                unclean: Default::default(),
+                unclean_stale: [migrating; 3],
                 org_ids: Vec::new(),
                 now: 0,
             },
@@ -218,8 +235,19 @@ impl World {
 
     /// Drains the writes committed since the last call, learning the keys of typed rows that
     /// the backfill or a double write created (through their `legacyId`).
+    ///
+    /// It also keeps the `diff_clean` guard's incremental diff: every legacy document whose
+    /// document, typed row or quarantine entry was written is diffed again. A document's
+    /// mapping also depends on whether the documents it references have typed rows; when a
+    /// typed row of a kind appears, the quarantined documents of the kinds that reference it
+    /// are diffed again (a document whose reference did not resolve is quarantined), and when
+    /// one disappears while its legacy document lives on, the dependents are rebuilt by a full
+    /// diff. Callers must absorb after every step, as `Sim` does.
     pub fn absorb(&mut self) -> Vec<Write> {
         let log = self.store.take_log();
+        if self.migrating {
+            self.update_unclean(&log);
+        }
         for w in &log {
             if let (None, Some(after)) = (&w.before, &w.after)
                 && self.t.typed_kind(w.id.table).is_some()
@@ -234,6 +262,76 @@ impl World {
             }
         }
         log
+    }
+
+    fn update_unclean(&mut self, log: &[Write]) {
+        let mut recheck: BTreeSet<(Kind, DocId)> = BTreeSet::new();
+        let legacy_of = |ctx: &Ctx, d: &Doc| {
+            d.get("legacyId")
+                .and_then(Value::as_str)
+                .and_then(|s| ctx.parse_id(s))
+        };
+        for w in log {
+            let sides = [&w.before, &w.after];
+            if w.id.table == self.t.objects {
+                for d in sides.into_iter().flatten() {
+                    if let Some(kind) = kind_of(&d.fields) {
+                        recheck.insert((kind, w.id));
+                    }
+                }
+            } else if let Some(kind) = self.t.typed_kind(w.id.table) {
+                for d in sides.into_iter().flatten() {
+                    if let Some(l) = legacy_of(&self.ctx, d) {
+                        recheck.insert((kind, l));
+                    }
+                }
+                let plan = self.plan.clone();
+                match (&w.before, &w.after) {
+                    (None, Some(_)) => {
+                        for dependent in plan.dependents(kind) {
+                            let prefix = [Value::from(dependent.table())];
+                            for q in self.store.peek_range(self.t.quarantine_by_kind, &prefix) {
+                                if let Some(l) = legacy_of(&self.ctx, q) {
+                                    recheck.insert((dependent, l));
+                                }
+                            }
+                        }
+                    }
+                    (Some(before), None) => {
+                        let lives_on = legacy_of(&self.ctx, before)
+                            .is_some_and(|l| self.store.peek(l).is_some());
+                        if lives_on {
+                            for dependent in plan.dependents(kind) {
+                                self.ctx.unclean_stale[dependent.index()] = true;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            } else if w.id.table == self.t.quarantine {
+                for d in sides.into_iter().flatten() {
+                    if let (Some(kind), Some(l)) = (
+                        d.get("kind").and_then(Value::as_str).and_then(Kind::parse),
+                        legacy_of(&self.ctx, d),
+                    ) {
+                        recheck.insert((kind, l));
+                    }
+                }
+            }
+        }
+        for (kind, l) in recheck {
+            if self.diff_one(kind, l).is_some() {
+                self.ctx.unclean[kind.index()].insert(l);
+            } else {
+                self.ctx.unclean[kind.index()].remove(&l);
+            }
+        }
+    }
+
+    /// The legacy documents of a kind whose typed side does not match, as the incremental
+    /// diff has them.
+    pub fn unclean(&self, kind: Kind) -> &BTreeSet<DocId> {
+        &self.ctx.unclean[kind.index()]
     }
 
     /// Runs one mutation that began `skew` ticks ago: all of its writes commit or none do.
@@ -332,15 +430,16 @@ impl World {
             return Ok(0);
         }
         let batch = self.plan.batch_size(kind);
-        self.mutate(0, |w, tx| {
+        let cursor = self.ctx.retry_cursor[kind.index()].take();
+        let (released, next) = self.mutate(0, |w, tx| {
             let page = tx.page(
                 w.t.quarantine_by_kind,
                 &[Value::from(kind.table())],
-                None,
+                cursor.as_ref(),
                 batch,
             )?;
             let mut released = 0;
-            for q in page.docs {
+            for q in &page.docs {
                 let Some(l) = q
                     .get("legacyId")
                     .and_then(Value::as_str)
@@ -348,25 +447,15 @@ impl World {
                 else {
                     continue;
                 };
-                if w.sync(tx, kind, l)?
-                    != Synced::Quarantined(MapError {
-                        path: q
-                            .get("path")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .into(),
-                        reason: q
-                            .get("reason")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .into(),
-                    })
-                {
+                if !matches!(w.sync(tx, kind, l)?, Synced::Quarantined(_)) {
                     released += 1;
                 }
             }
-            Ok(released)
-        })
+            // The retry walks the whole quarantine, a page per run, then starts over.
+            Ok((released, if page.done { None } else { page.cursor }))
+        })?;
+        self.ctx.retry_cursor[kind.index()] = next;
+        Ok(released)
     }
 
     // ----- Phase controller ------------------------------------------------------------
@@ -434,7 +523,7 @@ impl World {
                     Err(format!("{kind} backfill is not done"))
                 }
             }
-            Condition::DiffClean => match self.diff(kind).first() {
+            Condition::DiffClean => match self.diff(kind) {
                 None => Ok(()),
                 Some(d) => Err(format!("diff not clean: {d}")),
             },
@@ -467,9 +556,6 @@ impl World {
         }
     }
 
-    /// The full keyed diff of a kind: every legacy document that neither has an equal typed
-    /// row nor is quarantined for a current reason, and every orphaned typed row. Used by
-    /// the `diff_clean` guard, not on the per-step path.
     /// The strict mapping of a document against the store as it is now (a read-only
     /// transaction), for the diff and the checker.
     pub fn map_now(
@@ -487,61 +573,89 @@ impl World {
             })
     }
 
-    pub fn diff(&mut self, kind: Kind) -> Vec<String> {
-        let mut out = Vec::new();
+    /// How one legacy document differs from its typed side, if it does: it must have exactly
+    /// one equal typed row and no quarantine entry if it maps, no typed row and a quarantine
+    /// entry if it does not, and neither once it is deleted.
+    pub fn diff_one(&mut self, kind: Kind, l: DocId) -> Option<String> {
+        let id = Value::String(self.id_string(l));
+        let typed = self
+            .store
+            .peek_range(
+                self.t.typed_by_legacy[kind.index()],
+                std::slice::from_ref(&id),
+            )
+            .cloned()
+            .collect::<Vec<_>>();
+        let quarantined = self
+            .store
+            .peek_range(self.t.quarantine_by_legacy, std::slice::from_ref(&id))
+            .next()
+            .is_some();
+        let Some(doc) = self.store.peek(l).cloned() else {
+            return match (typed.first(), quarantined) {
+                (None, false) => None,
+                (Some(t), _) => Some(format!(
+                    "{} is orphaned: its legacy document {id} is gone",
+                    self.id_string(t.id)
+                )),
+                (None, true) => Some(format!("{id} is gone but still quarantined")),
+            };
+        };
+        if kind_of(&doc.fields) != Some(kind) {
+            return None;
+        }
+        let difference = match (
+            self.map_now(kind, &doc.fields, Some(l)),
+            typed.as_slice(),
+            quarantined,
+        ) {
+            (Ok(f), [t], false) if t.fields == f => return None,
+            (Err(_), [], true) => return None,
+            (_, rows, _) if rows.len() > 1 => format!("has {} typed rows", rows.len()),
+            (Ok(_), [], false) => "has no typed row".to_string(),
+            (Ok(_), _, false) => "differs from its typed row".to_string(),
+            (Ok(_), _, true) => "maps but is quarantined".to_string(),
+            (Err(e), _, _) => format!("cannot map ({e}) but is not quarantined"),
+        };
+        Some(format!("{id} {difference}"))
+    }
+
+    /// The full keyed diff of a kind: every legacy document of the kind, and the legacy id
+    /// of every typed row, diffed from scratch. The incremental diff must always equal it
+    /// (a test checks this); the guard uses it only to rebuild.
+    pub fn diff_full(&mut self, kind: Kind) -> BTreeSet<DocId> {
         let ty = Value::from(kind.legacy_type());
-        let docs: Vec<Arc<Doc>> = self
+        let mut ids: BTreeSet<DocId> = self
             .store
             .peek_range(self.t.objects_by_type, std::slice::from_ref(&ty))
             .filter(|d| kind_of(&d.fields) == Some(kind))
-            .cloned()
+            .map(|d| d.id)
             .collect();
-        for d in docs {
-            let id = self.id_string(d.id);
-            let typed = self
-                .store
-                .peek_range(
-                    self.t.typed_by_legacy[kind.index()],
-                    &[Value::String(id.clone())],
-                )
-                .cloned()
-                .collect::<Vec<_>>();
-            let quarantined = self
-                .store
-                .peek_range(self.t.quarantine_by_legacy, &[Value::String(id.clone())])
-                .next()
-                .is_some();
-            let expected = self.map_now(kind, &d.fields, Some(d.id));
-            match (expected, typed.as_slice(), quarantined) {
-                (Ok(f), [t], false) if t.fields == f => {}
-                (Err(_), [], true) => {}
-                (_, rows, _) if rows.len() > 1 => {
-                    out.push(format!("{id} has {} typed rows", rows.len()))
-                }
-                (Ok(_), [], false) => out.push(format!("{id} has no typed row")),
-                (Ok(_), _, false) => out.push(format!("{id} differs from its typed row")),
-                (Ok(_), _, true) => out.push(format!("{id} maps but is quarantined")),
-                (Err(e), _, _) => out.push(format!("{id} cannot map ({e}) but is not quarantined")),
-            }
-            if out.len() >= 10 {
-                return out;
-            }
-        }
         for row in self.store.scan(self.t.typed[kind.index()]) {
             if let Some(l) = row
                 .get("legacyId")
                 .and_then(Value::as_str)
                 .and_then(|s| self.store.parse_id(s))
-                && self.store.peek(l).is_none()
             {
-                out.push(format!(
-                    "{} is orphaned: its legacy document {} is gone",
-                    self.id_string(row.id),
-                    self.id_string(l)
-                ));
+                ids.insert(l);
             }
         }
-        out
+        ids.into_iter()
+            .filter(|l| self.diff_one(kind, *l).is_some())
+            .collect()
+    }
+
+    /// The first difference of the keyed diff of a kind, or `None` when it is clean, from the
+    /// incremental diff (rebuilt by a full diff first if it is stale).
+    pub fn diff(&mut self, kind: Kind) -> Option<String> {
+        if std::mem::take(&mut self.ctx.unclean_stale[kind.index()]) {
+            self.ctx.unclean[kind.index()] = self.diff_full(kind);
+        }
+        let first = self.ctx.unclean[kind.index()].first().copied()?;
+        Some(
+            self.diff_one(kind, first)
+                .unwrap_or_else(|| format!("{} is out of step", self.id_string(first))),
+        )
     }
 }
 
@@ -608,7 +722,14 @@ impl Ctx {
 
     /// The string form of an id, as stored in documents (`table:seq`).
     pub fn id_string(&self, id: DocId) -> String {
-        format!("{}:{}", self.names[usize::from(id.table)], id.seq)
+        let name = self.names[usize::from(id.table)];
+        let mut buf = itoa::Buffer::new();
+        let seq = buf.format(id.seq);
+        let mut s = String::with_capacity(name.len() + 1 + seq.len());
+        s.push_str(name);
+        s.push(':');
+        s.push_str(seq);
+        s
     }
 
     /// Parses an id string of any table of this world's store.
@@ -679,7 +800,8 @@ impl Ctx {
                         .is_some_and(|t| t.table == self.t.typed[target.index()])
                 }))
         } else if id.table == self.t.typed[target.index()] {
-            Ok(tx.get(id)?.map(|d| self.id_string(d.id)))
+            // Already a typed id: kept as it is, dangling or not, like a legacy reference.
+            Ok(Some(s.to_string()))
         } else {
             Ok(None)
         }
@@ -1002,12 +1124,16 @@ impl Ctx {
         mirror: bool,
     ) -> Result<(), TxError> {
         let (legacy, typed) = self.locate(tx, kind, key)?;
-        if self.migrating
-            && self.phase(kind) == Phase::TypedOnly
-            && !self.bugs.typed_only_writes_legacy
-            && let Some(row) = typed
-        {
-            return self.update_typed(tx, kind, &row, changes);
+        if self.migrating && self.phase(kind) == Phase::TypedOnly {
+            if self.bugs.typed_only_writes_legacy
+                && let Some(l) = legacy
+                && typed.is_some()
+            {
+                return self.update_legacy(tx, l, changes);
+            }
+            if let Some(row) = typed {
+                return self.update_typed(tx, kind, &row, changes);
+            }
         }
         let Some(legacy) = self.legacy_writable(tx, kind, legacy)? else {
             return Err(TxError::NotFound(format!("{kind} #{key}")));
@@ -1030,10 +1156,7 @@ impl Ctx {
         legacy: Option<DocId>,
     ) -> Result<Option<DocId>, TxError> {
         let Some(l) = legacy else { return Ok(None) };
-        if !self.migrating
-            || self.phase(kind) != Phase::TypedOnly
-            || self.bugs.typed_only_writes_legacy
-        {
+        if !self.migrating || self.phase(kind) != Phase::TypedOnly {
             return Ok(Some(l));
         }
         Ok(self.quarantine_entry(tx, l)?.map(|_| l))
@@ -1066,7 +1189,27 @@ impl Ctx {
 
     /// The view a reader sees of a document: the typed shape, references as `#key`,
     /// `legacyId` dropped, and `_key`.
-    pub fn view(&self, kind: Kind, doc: &Doc) -> Value {
+    ///
+    /// Views are memoized per document version (a stored version is an immutable `Arc`).
+    pub fn view(&self, kind: Kind, doc: &Arc<Doc>) -> View {
+        if let Some((cached, view)) = self.views.borrow().get(&doc.id)
+            && Arc::ptr_eq(cached, doc)
+        {
+            return view.clone();
+        }
+        let (view, complete) = self.view_uncached(kind, doc);
+        let view = Arc::new(view);
+        if complete {
+            self.views
+                .borrow_mut()
+                .insert(doc.id, (doc.clone(), view.clone()));
+        }
+        view
+    }
+
+    /// The view, and whether every reference and the key resolved (only then can it be
+    /// memoized: keys are learned over time but never change).
+    fn view_uncached(&self, kind: Kind, doc: &Doc) -> (Value, bool) {
         let (mut fields, key) = if doc.id.table == self.t.objects {
             let f = derive(kind, &doc.fields, false).unwrap_or_default();
             (f, self.key_of(doc.id))
@@ -1080,13 +1223,13 @@ impl Ctx {
                 .or_else(|| self.key_of(doc.id));
             (f, key)
         };
+        let mut complete = key.is_some();
         let _ = for_each_reference(kind, &mut fields, |_, _, v| {
-            if let Some(k) = v
-                .as_str()
-                .and_then(|s| self.parse_id(s))
-                .and_then(|id| self.key_of(id))
-            {
-                *v = Value::String(format!("#{k}"));
+            if let Some(id) = v.as_str().and_then(|s| self.parse_id(s)) {
+                match self.key_of(id) {
+                    Some(k) => *v = Value::String(format!("#{k}")),
+                    None => complete = false,
+                }
             }
             Ok::<(), ()>(())
         });
@@ -1094,16 +1237,11 @@ impl Ctx {
             "_key".into(),
             key.map_or(Value::Null, |k| Value::Int64(i64::from(k))),
         );
-        Value::Object(fields)
+        (Value::Object(fields), complete)
     }
 
     /// Reads one entity by the client's handle through the kind's read path.
-    pub fn read_one(
-        &self,
-        tx: &mut Tx<'_>,
-        kind: Kind,
-        key: Key,
-    ) -> Result<Option<Value>, TxError> {
+    pub fn read_one(&self, tx: &mut Tx<'_>, kind: Kind, key: Key) -> Result<Option<View>, TxError> {
         let reads_typed = self.migrating && self.phase(kind).reads_typed();
         let (legacy, typed) = self.locate(tx, kind, key)?;
         if !reads_typed {
@@ -1149,8 +1287,8 @@ impl Ctx {
         kind: Kind,
         legacy: &mut Gather<'_>,
         typed: &mut Gather<'_>,
-    ) -> Result<Vec<Value>, TxError> {
-        let mut views: Vec<Value> = Vec::new();
+    ) -> Result<Vec<View>, TxError> {
+        let mut views: Vec<View> = Vec::new();
         if self.migrating && self.phase(kind).reads_typed() {
             let skip = usize::from(self.bugs.typed_list_drops_first);
             for d in typed(self, tx)?.iter().skip(skip) {
