@@ -15,6 +15,9 @@ pub struct MapError {
     /// The legacy field path, such as `customProperties.lineItems[1].quantity`.
     pub path: String,
     pub reason: String,
+    /// For a reference that does not resolve yet: the legacy id it waits for. The document
+    /// may map once that document has a typed row.
+    pub blocked_by: Option<String>,
 }
 
 impl fmt::Display for MapError {
@@ -121,6 +124,7 @@ pub fn derive(kind: Kind, doc: &Fields, strict: bool) -> Result<Fields, MapError
         Some(_) if !strict => &empty,
         other => {
             return Err(MapError {
+                blocked_by: None,
                 path: "customProperties".into(),
                 reason: format!(
                     "expected an object, found {}",
@@ -167,6 +171,7 @@ fn pull(
         Some(v) => {
             if strict {
                 s.validator.validate(v, path).map_err(|e| MapError {
+                    blocked_by: None,
                     path: e.path,
                     reason: e.reason,
                 })?;
@@ -175,6 +180,7 @@ fn pull(
         }
         None if strict && !s.optional => {
             return Err(MapError {
+                blocked_by: None,
                 path: path.to_string(),
                 reason: "required field is missing".into(),
             });
@@ -217,6 +223,7 @@ fn derive_transaction(
                             }
                             other if strict => {
                                 return Err(MapError {
+                                    blocked_by: None,
                                     path,
                                     reason: format!(
                                         "expected an object, found {}",
@@ -230,6 +237,7 @@ fn derive_transaction(
                 }
                 Some(other) if strict => {
                     return Err(MapError {
+                        blocked_by: None,
                         path: "customProperties.lineItems".into(),
                         reason: format!("expected an array, found {}", other.type_name()),
                     });
@@ -265,6 +273,7 @@ fn derive_transaction(
         match v {
             Some(Value::Float64(x)) => Ok(Some(*x)),
             Some(other) if strict => Err(MapError {
+                blocked_by: None,
                 path: format!("customProperties.{name}"),
                 reason: format!("expected v.number(), found {} {other}", other.type_name()),
             }),
@@ -276,6 +285,7 @@ fn derive_transaction(
         Some(k) => number(k, total_raw)?,
         None if strict => {
             return Err(MapError {
+                blocked_by: None,
                 path: "customProperties.totalInCents".into(),
                 reason: "required field is missing (and no totalPriceInCents or amountInCents to derive it from)".into(),
             });

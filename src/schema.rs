@@ -332,6 +332,7 @@ pub fn tables() -> Vec<TableDef> {
                 ("kind", V::String),
                 ("path", V::String),
                 ("reason", V::String),
+                ("blockedBy", opt(V::id("objects"))),
             ])),
             indexes: vec![idx("by_legacy", &["legacyId"]), idx("by_kind", &["kind"])],
         },

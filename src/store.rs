@@ -3,7 +3,7 @@
 //! per-transaction limits. It does no IO and knows nothing about the migration.
 
 use crate::validator::{ValidationError, Validator, parse_id};
-use crate::value::{Fields, Value, fields_size};
+use crate::value::{Fields, Value, measure_fields};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Bound;
@@ -41,6 +41,8 @@ pub struct Doc {
     pub id: DocId,
     pub creation_time: u64,
     pub fields: Fields,
+    /// Convex's size of the fields, measured once when the version is written.
+    pub size: usize,
 }
 
 impl Doc {
@@ -337,12 +339,18 @@ impl Store {
             None => table.docs.remove(&id.seq),
         };
         for (def, index) in table.def.indexes.iter().zip(table.indexes.iter_mut()) {
-            if let Some(old) = &before {
-                let removed = index.remove(&Store::index_key(def, old));
+            let old_key = before.as_ref().map(|d| Store::index_key(def, d));
+            let new_key = doc.as_ref().map(|d| Store::index_key(def, d));
+            if old_key == new_key {
+                // Most updates do not touch indexed fields.
+                continue;
+            }
+            if let Some(k) = old_key {
+                let removed = index.remove(&k);
                 assert!(removed, "index out of step with its table");
             }
-            if let Some(new) = &doc {
-                index.insert(Store::index_key(def, new));
+            if let Some(k) = new_key {
+                index.insert(k);
             }
         }
         before
@@ -395,7 +403,7 @@ impl Tx<'_> {
 
     fn count_read(&mut self, doc: &Doc) -> Result<(), TxError> {
         self.usage.documents_scanned += 1;
-        self.usage.bytes_read += fields_size(&doc.fields);
+        self.usage.bytes_read += doc.size;
         let limits = &self.store.limits;
         if self.usage.documents_scanned > limits.documents_scanned_max {
             return Err(TxError::Limit(format!(
@@ -462,27 +470,27 @@ impl Tx<'_> {
         Ok(self.page(index, prefix, None, 1)?.docs.pop())
     }
 
-    fn check_write(&mut self, table: TableNo, fields: &Fields) -> Result<(), TxError> {
+    /// Checks one write against the validator and the limits; returns the document's size.
+    fn check_write(&mut self, table: TableNo, fields: &Fields) -> Result<usize, TxError> {
         let store = &*self.store;
         let def = &store.tables[usize::from(table)].def;
-        for (name, value) in fields {
-            if name.starts_with('_') {
-                return Err(TxError::Threw(format!(
-                    "field {name} is reserved for system fields"
-                )));
-            }
-            if value.depth() + 1 > store.limits.depth_max {
-                return Err(TxError::Limit(format!(
-                    "{name}: nesting deeper than {}",
-                    store.limits.depth_max
-                )));
-            }
-            if value.array_len_max() > store.limits.array_len_max {
-                return Err(TxError::Limit(format!(
-                    "{name}: array longer than {}",
-                    store.limits.array_len_max
-                )));
-            }
+        if let Some(name) = fields.keys().find(|k| k.starts_with('_')) {
+            return Err(TxError::Threw(format!(
+                "field {name} is reserved for system fields"
+            )));
+        }
+        let m = measure_fields(fields);
+        if m.depth + 1 > store.limits.depth_max {
+            return Err(TxError::Limit(format!(
+                "{}: nesting deeper than {}",
+                def.name, store.limits.depth_max
+            )));
+        }
+        if m.array_len_max > store.limits.array_len_max {
+            return Err(TxError::Limit(format!(
+                "{}: array longer than {}",
+                def.name, store.limits.array_len_max
+            )));
         }
         if let Some(validator) = def.validator.as_ref().filter(|_| store.validation) {
             validator
@@ -492,7 +500,7 @@ impl Tx<'_> {
                     error,
                 })?;
         }
-        let size = fields_size(fields);
+        let size = m.size;
         if size > store.limits.document_bytes_max {
             return Err(TxError::Limit(format!(
                 "document of {size} bytes in {} exceeds {}",
@@ -513,7 +521,7 @@ impl Tx<'_> {
                 store.limits.bytes_written_max
             )));
         }
-        Ok(())
+        Ok(size)
     }
 
     fn write(&mut self, id: DocId, doc: Option<Arc<Doc>>) {
@@ -523,7 +531,7 @@ impl Tx<'_> {
 
     /// `db.insert(table, fields)`; `_creationTime` is the transaction's begin time.
     pub fn insert(&mut self, table: TableNo, fields: Fields) -> Result<DocId, TxError> {
-        self.check_write(table, &fields)?;
+        let size = self.check_write(table, &fields)?;
         let t = &mut self.store.tables[usize::from(table)];
         let id = DocId {
             table,
@@ -534,6 +542,7 @@ impl Tx<'_> {
             id,
             creation_time: self.begin_time,
             fields,
+            size,
         };
         self.write(id, Some(Arc::new(doc)));
         Ok(id)
@@ -544,11 +553,12 @@ impl Tx<'_> {
         let Some(old) = self.get(id)? else {
             return Err(TxError::NotFound(self.store.id_string(id)));
         };
-        self.check_write(id.table, &fields)?;
+        let size = self.check_write(id.table, &fields)?;
         let doc = Doc {
             id,
             creation_time: old.creation_time,
             fields,
+            size,
         };
         self.write(id, Some(Arc::new(doc)));
         Ok(())

@@ -139,6 +139,62 @@ impl Value {
     }
 }
 
+/// Size, nesting depth and longest array of a value, measured in one pass.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Measure {
+    pub size: usize,
+    pub depth: usize,
+    pub array_len_max: usize,
+}
+
+impl Value {
+    /// `size`, `depth` and `array_len_max` together, in one traversal.
+    pub fn measure(&self) -> Measure {
+        match self {
+            Value::Array(items) => {
+                let mut m = Measure {
+                    size: 2,
+                    depth: 1,
+                    array_len_max: items.len(),
+                };
+                for item in items {
+                    let c = item.measure();
+                    m.size += c.size;
+                    m.depth = m.depth.max(c.depth + 1);
+                    m.array_len_max = m.array_len_max.max(c.array_len_max);
+                }
+                m
+            }
+            Value::Object(fields) => {
+                let mut m = measure_fields(fields);
+                m.depth += 1;
+                m
+            }
+            other => Measure {
+                size: other.size(),
+                depth: 0,
+                array_len_max: 0,
+            },
+        }
+    }
+}
+
+/// The measure of an object's fields (a document's depth counts from its fields).
+pub fn measure_fields(fields: &Fields) -> Measure {
+    let mut m = Measure {
+        size: 2,
+        depth: 0,
+        array_len_max: 0,
+    };
+    for (k, v) in fields {
+        let c = v.measure();
+        m.size += k.len() + 1 + c.size;
+        m.depth = m.depth.max(c.depth);
+        m.array_len_max = m.array_len_max.max(c.array_len_max);
+    }
+    m
+}
+
 /// Size of an object's fields, as Convex counts it.
 pub fn fields_size(fields: &Fields) -> usize {
     2 + fields
@@ -275,6 +331,22 @@ mod tests {
         assert!(Value::String("z".into()) < Value::Bytes(vec![]));
         assert!(Value::Bytes(vec![255]) < Value::Array(vec![]));
         assert!(Value::Array(vec![Value::Null]) < Value::Object(Fields::new()));
+    }
+
+    #[test]
+    fn measure_agrees_with_the_separate_measurements() {
+        let v = object([
+            (
+                "a",
+                Value::Array(vec![Value::Int64(1), object([("b", Value::from("x"))])]),
+            ),
+            ("c", Value::Null),
+        ]);
+        let m = v.measure();
+        assert_eq!(
+            (m.size, m.depth, m.array_len_max),
+            (v.size(), v.depth(), v.array_len_max())
+        );
     }
 
     #[test]

@@ -132,6 +132,9 @@ pub struct Ctx {
     /// The `diff_clean` guard's incremental diff: per kind, the legacy documents whose typed
     /// side does not match them (see `World::absorb`).
     unclean: [BTreeSet<DocId>; 3],
+    /// Legacy documents whose mapping failed on a reference to a document that has no typed
+    /// row yet, by that document: diffed again when it gets one.
+    waiting: std::collections::BTreeMap<DocId, BTreeSet<(Kind, DocId)>>,
     /// Per kind, whether `unclean` must be rebuilt by a full diff before it is trusted.
     unclean_stale: [bool; 3],
     /// Where the operator's quarantine retry resumes, per kind (the job's own memory, not
@@ -175,6 +178,7 @@ impl World {
                 views: Default::default(),
                 retry_cursor: Default::default(),
                 unclean: Default::default(),
+                waiting: Default::default(),
                 unclean_stale: [migrating; 3],
                 org_ids: Vec::new(),
                 now: 0,
@@ -287,20 +291,27 @@ impl World {
                 }
                 let plan = self.plan.clone();
                 match (&w.before, &w.after) {
-                    (None, Some(_)) => {
-                        for dependent in plan.dependents(kind) {
-                            let prefix = [Value::from(dependent.table())];
-                            for q in self.store.peek_range(self.t.quarantine_by_kind, &prefix) {
-                                if let Some(l) = legacy_of(&self.ctx, q) {
-                                    recheck.insert((dependent, l));
-                                }
-                            }
+                    (None, Some(after)) => {
+                        // Documents whose mapping waited for this one may map now.
+                        if let Some(l) = legacy_of(&self.ctx, after)
+                            && let Some(waiting) = self.ctx.waiting.remove(&l)
+                        {
+                            recheck.extend(waiting);
                         }
                     }
                     (Some(before), None) => {
-                        let lives_on = legacy_of(&self.ctx, before)
-                            .is_some_and(|l| self.store.peek(l).is_some());
-                        if lives_on {
+                        // A document that loses its typed row to the quarantine changes how
+                        // every reference to it maps; there is no reverse index of those, so
+                        // the dependents are rebuilt by a full diff (rare: app writes keep
+                        // documents mappable).
+                        let quarantined = legacy_of(&self.ctx, before).is_some_and(|l| {
+                            let id = [Value::String(self.id_string(l))];
+                            self.store
+                                .peek_range(self.t.quarantine_by_legacy, &id)
+                                .next()
+                                .is_some()
+                        });
+                        if quarantined {
                             for dependent in plan.dependents(kind) {
                                 self.ctx.unclean_stale[dependent.index()] = true;
                             }
@@ -320,6 +331,16 @@ impl World {
             }
         }
         for (kind, l) in recheck {
+            // The guard is only consulted on the way into read_typed and after a rollback to
+            // backfill; outside double_write..=read_typed the diff is rebuilt when needed.
+            let phase = self.phase(kind);
+            if phase == Phase::Legacy || phase == Phase::TypedOnly {
+                self.ctx.unclean_stale[kind.index()] = true;
+                continue;
+            }
+            if self.ctx.unclean_stale[kind.index()] {
+                continue;
+            }
             if self.diff_one(kind, l).is_some() {
                 self.ctx.unclean[kind.index()].insert(l);
             } else {
@@ -567,6 +588,7 @@ impl World {
         self.mutate(0, |c, tx| c.map(tx, kind, fields, legacy))
             .unwrap_or_else(|e| {
                 Err(MapError {
+                    blocked_by: None,
                     path: String::new(),
                     reason: e.to_string(),
                 })
@@ -604,11 +626,16 @@ impl World {
         if kind_of(&doc.fields) != Some(kind) {
             return None;
         }
-        let difference = match (
-            self.map_now(kind, &doc.fields, Some(l)),
-            typed.as_slice(),
-            quarantined,
-        ) {
+        let mapped = self.map_now(kind, &doc.fields, Some(l));
+        if let Err(MapError {
+            blocked_by: Some(b),
+            ..
+        }) = &mapped
+            && let Some(b) = self.parse_id(b)
+        {
+            self.ctx.waiting.entry(b).or_default().insert((kind, l));
+        }
+        let difference = match (mapped, typed.as_slice(), quarantined) {
             (Ok(f), [t], false) if t.fields == f => return None,
             (Err(_), [], true) => return None,
             (_, rows, _) if rows.len() > 1 => format!("has {} typed rows", rows.len()),
@@ -786,11 +813,14 @@ impl Ctx {
             if let Some(d) = self.typed_of_legacy(tx, target, id)? {
                 return Ok(Some(self.id_string(d.id)));
             }
-            // A reference to a deleted entity keeps pointing at the typed id it had, as the
-            // legacy document keeps pointing at the deleted legacy id.
-            if tx.get(id)?.is_some() {
+            // A quarantined document has no typed id to point at.
+            if self.quarantine_entry(tx, id)?.is_some() {
                 return Ok(None);
             }
+            // A reference to a deleted entity keeps pointing at the typed id it had, as the
+            // legacy document keeps pointing at the deleted legacy id (and so does one to an
+            // entity deleted on the typed side once its kind is typed-only). An entity that
+            // never had a typed row has no entry.
             let key = [Value::String(self.id_string(id))];
             Ok(tx
                 .first(self.t.id_map_by_legacy, &key)?
@@ -830,10 +860,15 @@ impl Ctx {
             match self.remap(tx, target, &s)? {
                 Some(typed) => *value = Value::String(typed),
                 None if failure.is_none() => {
+                    let blocked_by = self
+                        .parse_id(&s)
+                        .filter(|id| id.table == self.t.objects)
+                        .map(|_| s.clone());
                     failure = Some(MapError {
+                        blocked_by,
                         path: format!("customProperties.{path}"),
                         reason: format!(
-                            "{s} has no row in {target} (deleted, quarantined or not migrated yet)"
+                            "{s} has no row in {target} (quarantined or not migrated yet)"
                         ),
                     });
                 }
@@ -900,6 +935,9 @@ impl Ctx {
                 q.insert("kind".into(), Value::from(kind.table()));
                 q.insert("path".into(), Value::String(error.path.clone()));
                 q.insert("reason".into(), Value::String(error.reason.clone()));
+                if let Some(b) = &error.blocked_by {
+                    q.insert("blockedBy".into(), Value::String(b.clone()));
+                }
                 match quarantined {
                     Some(old) if old.fields == q => {}
                     Some(old) => tx.replace(old.id, q)?,
