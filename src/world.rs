@@ -159,7 +159,19 @@ impl World {
     /// A world loaded with `data`. Object `i` of the dataset gets key `i`. The oracle is
     /// `migrating = false`: every kind stays legacy whatever the plan says.
     pub fn new(plan: Arc<Plan>, data: &Dataset, migrating: bool, bugs: PlantedBugs) -> World {
-        let mut store = new_store(Limits::default());
+        World::with_limits(plan, data, migrating, bugs, Limits::default())
+    }
+
+    /// As `new`, with other per-transaction limits than Convex's (for tests of the limits;
+    /// the dataset itself is loaded one document per mutation).
+    pub fn with_limits(
+        plan: Arc<Plan>,
+        data: &Dataset,
+        migrating: bool,
+        bugs: PlantedBugs,
+        limits: Limits,
+    ) -> World {
+        let mut store = new_store(limits);
         if bugs.invalid_ticket_number || !plan.schema_validation {
             store.set_validation(false);
         }
