@@ -1877,12 +1877,12 @@ pub fn run_read(world: &mut World, read: &Resolved) -> Result<Answer, TxError> {
                 if c.read_one(tx, Kind::Events, *e)?.is_none() {
                     return Ok(list(vec![]));
                 }
-                let (legacy, typed) = c.locate(tx, Kind::Events, *e)?;
+                let (_, typed) = c.locate(tx, Kind::Events, *e)?;
                 let typed_id = typed.map(|t| Value::String(c.id_string(t.id)));
                 let views = c.read_list(
                     tx,
                     Kind::Tickets,
-                    &mut |c, tx| linked(c, tx, legacy, "admits_to", false),
+                    &mut |c, tx| linked(c, tx, c.handle(*e), "admits_to", false),
                     &mut |c, tx| match &typed_id {
                         Some(id) => tx.range(c.t.tickets_by_event, std::slice::from_ref(id)),
                         None => Ok(vec![]),
@@ -1894,12 +1894,12 @@ pub fn run_read(world: &mut World, read: &Resolved) -> Result<Answer, TxError> {
                 if c.read_one(tx, Kind::Transactions, *x)?.is_none() {
                     return Ok(list(vec![]));
                 }
-                let (legacy, typed) = c.locate(tx, Kind::Transactions, *x)?;
+                let (_, typed) = c.locate(tx, Kind::Transactions, *x)?;
                 let typed_id = typed.map(|t| Value::String(c.id_string(t.id)));
                 let views = c.read_list(
                     tx,
                     Kind::Tickets,
-                    &mut |c, tx| linked(c, tx, legacy, "has_ticket", true),
+                    &mut |c, tx| linked(c, tx, c.handle(*x), "has_ticket", true),
                     &mut |c, tx| match &typed_id {
                         Some(id) => tx.range(c.t.tickets_by_transaction, std::slice::from_ref(id)),
                         None => Ok(vec![]),

@@ -1003,7 +1003,7 @@ impl Ctx {
         tx.insert(self.t.objects, fields)
     }
 
-    /// Adds an `objectLinks` edge when both ends live in `objects`.
+    /// Adds an `objectLinks` edge when either end lives in `objects`.
     pub fn link(
         &self,
         tx: &mut Tx<'_>,
@@ -1011,7 +1011,10 @@ impl Ctx {
         to: DocId,
         link_type: &str,
     ) -> Result<(), TxError> {
-        if from.table == self.t.objects && to.table == self.t.objects {
+        // A legacy document keeps its links even to an entity that only has a typed row
+        // (a quarantined ticket moved to a typed-only event): the legacy read path follows
+        // links from whatever id the client holds.
+        if from.table == self.t.objects || to.table == self.t.objects {
             let f = link_fields(&self.id_string(from), &self.id_string(to), link_type);
             tx.insert(self.t.links, f)?;
         }
