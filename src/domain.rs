@@ -3,7 +3,6 @@
 //! that cannot map), and the normalized view that readers see on either side.
 
 use crate::schema::{FieldSpec, Kind, Source, kind_fields, line_item_fields};
-use crate::store::Doc;
 use crate::validator::Validator;
 use crate::value::{Fields, Value};
 use std::fmt;
@@ -359,15 +358,6 @@ pub fn for_each_reference<E>(
         }
     }
     Ok(())
-}
-
-/// The legacy document's fields with everything but the legacy reader's view stripped: used
-/// by both worlds so that a quarantined document reads the same in each.
-pub fn legacy_view_fields(kind: Kind, doc: &Doc) -> Fields {
-    match derive(kind, &doc.fields, false) {
-        Ok(f) => f,
-        Err(e) => unreachable!("lenient derivation cannot fail: {e}"),
-    }
 }
 
 #[cfg(test)]

@@ -1036,32 +1036,24 @@ impl Sim {
                 describe_outcomes(&outcomes)
             )
         });
-        for key in action_writes(&a.kind, pc) {
-            let kind = self.kind_of_key(key);
-            if let Some(kind) = kind {
-                self.written(kind, key);
-            }
+        if let Some((kind, key)) = action_writes(&a.kind, pc) {
+            self.written(kind, key);
         }
+        // The key book learns an entity when the step that creates it runs (once per action;
+        // if that step failed, reads of the key find nothing in either world).
         if let ActionKind::Checkout {
-            event: _,
+            session,
             tickets,
             txn,
             ..
         } = &a.kind
         {
-            if pc >= 1 && pc <= tickets.len() {
-                let t = tickets[pc - 1];
-                if !self.book.kinds[Kind::Tickets.index()].contains(&t) {
-                    self.book.kinds[Kind::Tickets.index()].push(t);
-                }
-            }
-            if pc == tickets.len() + 1 {
-                self.book.kinds[Kind::Transactions.index()].push(*txn);
-            }
-            if pc == 0
-                && let ActionKind::Checkout { session, .. } = &a.kind
-            {
+            if pc == 0 {
                 self.book.sessions.push(*session);
+            } else if pc <= tickets.len() {
+                self.book.kinds[Kind::Tickets.index()].push(tickets[pc - 1]);
+            } else if pc == tickets.len() + 1 {
+                self.book.kinds[Kind::Transactions.index()].push(*txn);
             }
         }
         if a.pc >= a.len() {
@@ -1070,12 +1062,6 @@ impl Sim {
             self.actions[i] = a;
         }
         self.compare_outcomes(&outcomes, &description)
-    }
-
-    fn kind_of_key(&self, key: Key) -> Option<Kind> {
-        Kind::ALL
-            .into_iter()
-            .find(|k| self.book.kinds[k.index()].contains(&key))
     }
 
     // ----- Reads ------------------------------------------------------------------------
@@ -1425,35 +1411,23 @@ fn first_difference(expected: &Fields, seen: &Fields) -> String {
     }
 }
 
-/// Keys that step `pc` of an action writes.
-fn action_writes(kind: &ActionKind, pc: usize) -> Vec<Key> {
+/// The entity that step `pc` of an action writes, if any (links aside).
+fn action_writes(kind: &ActionKind, pc: usize) -> Option<(Kind, Key)> {
     match kind {
         ActionKind::Checkout { tickets, txn, .. } => {
             let q = tickets.len();
             if (1..=q).contains(&pc) {
-                vec![tickets[pc - 1]]
+                Some((Kind::Tickets, tickets[pc - 1]))
             } else if pc == q + 1 || pc == q + 2 {
-                vec![*txn]
+                Some((Kind::Transactions, *txn))
             } else if pc > q + 2 && (pc - q - 3) % 2 == 1 {
-                vec![tickets[(pc - q - 3) / 2]]
+                Some((Kind::Tickets, tickets[(pc - q - 3) / 2]))
             } else {
-                vec![]
+                None
             }
         }
-        ActionKind::Webhook { txn, .. } => {
-            if pc == 1 {
-                vec![*txn]
-            } else {
-                vec![]
-            }
-        }
-        ActionKind::Refund { txn, .. } => {
-            if pc == 2 {
-                vec![*txn]
-            } else {
-                vec![]
-            }
-        }
+        ActionKind::Webhook { txn, .. } => (pc == 1).then_some((Kind::Transactions, *txn)),
+        ActionKind::Refund { txn, .. } => (pc == 2).then_some((Kind::Transactions, *txn)),
     }
 }
 

@@ -210,10 +210,6 @@ impl Store {
         self.tables[usize::from(table)].def.name
     }
 
-    pub fn table_def(&self, table: TableNo) -> &TableDef {
-        &self.tables[usize::from(table)].def
-    }
-
     /// Resolves an index by table and name; panics on an unknown index (a bug in the caller).
     pub fn index(&self, table: &str, index: &str) -> IndexRef {
         let t = self.table(table);

@@ -706,10 +706,6 @@ impl std::ops::Deref for World {
 }
 
 impl Ctx {
-    pub fn is_oracle(&self) -> bool {
-        !self.migrating
-    }
-
     pub fn phase(&self, kind: Kind) -> Phase {
         self.phases[kind.index()]
     }
@@ -729,10 +725,6 @@ impl Ctx {
 
     pub fn org_id(&self, org: usize) -> DocId {
         self.org_ids[org % self.org_ids.len()]
-    }
-
-    pub fn org_count(&self) -> usize {
-        self.org_ids.len()
     }
 
     /// The id the client holds for an entity, if this world created it.
