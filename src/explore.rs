@@ -25,6 +25,11 @@ fn sel() -> impl Strategy<Value = u16> {
     0u16..64
 }
 
+/// The lane of an action: few lanes, so that action steps usually find an action to run.
+fn lane() -> impl Strategy<Value = u8> {
+    0u8..3
+}
+
 fn read() -> impl Strategy<Value = Read> {
     let s = sel;
     prop_oneof![
@@ -57,12 +62,12 @@ pub fn op() -> impl Strategy<Value = Op> {
     let s = sel;
     prop_oneof![
         20 => read().prop_map(|read| Op::Read { read }),
-        16 => s().prop_map(|slot| Op::ActionStep { slot }),
+        22 => lane().prop_map(|lane| Op::ActionStep { lane }),
         16 => kind().prop_map(|kind| Op::Backfill { kind }),
         18 => kind().prop_map(|kind| Op::Advance { kind }),
-        5 => (s(), s(), 1u8..=3, any::<bool>(), s()).prop_map(|(event, product, quantity, v1, seed)| Op::Checkout { event, product, quantity, v1, seed }),
-        4 => (s(), 0u8..6).prop_map(|(txn, status)| Op::PaymentWebhook { txn, status }),
-        2 => (s(), any::<bool>()).prop_map(|(txn, partial)| Op::Refund { txn, partial }),
+        5 => (lane(), s(), s(), 1u8..=3, any::<bool>(), s()).prop_map(|(lane, event, product, quantity, v1, seed)| Op::Checkout { lane, event, product, quantity, v1, seed }),
+        4 => (lane(), s(), 0u8..6).prop_map(|(lane, txn, status)| Op::PaymentWebhook { lane, txn, status }),
+        2 => (lane(), s(), any::<bool>()).prop_map(|(lane, txn, partial)| Op::Refund { lane, txn, partial }),
         4 => (kind(), s(), s()).prop_map(|(kind, target, seed)| Op::GenericUpdate { kind, target, seed }),
         4 => (s(), ticket_change()).prop_map(|(ticket, change)| Op::Ticket { ticket, change }),
         2 => s().prop_map(|txn| Op::InvoiceTransition { txn }),
@@ -73,7 +78,7 @@ pub fn op() -> impl Strategy<Value = Op> {
         3 => (kind(), s()).prop_map(|(kind, target)| Op::Repair { kind, target }),
         3 => kind().prop_map(|kind| Op::RetryQuarantine { kind }),
         1 => kind().prop_map(|kind| Op::Rollback { kind }),
-        1 => s().prop_map(|slot| Op::ActionCrash { slot }),
+        1 => lane().prop_map(|lane| Op::ActionCrash { lane }),
         1 => kind().prop_map(|kind| Op::BackfillCrash { kind }),
     ]
 }

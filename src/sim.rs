@@ -21,6 +21,11 @@ use std::sync::Arc;
 /// removing earlier steps (shrinking) never makes a later step invalid.
 pub type Sel = u16;
 
+/// The lane an action runs in (think: the client or worker that runs it). Steps of actions
+/// name their lane, not a position among the actions in flight, so that removing another
+/// lane's action while shrinking never makes a step advance a different action.
+pub type Lane = u8;
+
 /// One read of domain.md §4, each with a legacy and a typed form.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -90,6 +95,7 @@ pub enum Op {
         target: Sel,
     },
     Checkout {
+        lane: Lane,
         event: Sel,
         product: Sel,
         quantity: u8,
@@ -97,18 +103,22 @@ pub enum Op {
         seed: u16,
     },
     PaymentWebhook {
+        lane: Lane,
         txn: Sel,
         status: u8,
     },
     Refund {
+        lane: Lane,
         txn: Sel,
         partial: bool,
     },
+    /// Runs the next transaction of the oldest action in flight in the lane.
     ActionStep {
-        slot: Sel,
+        lane: Lane,
     },
+    /// Crashes the oldest action in flight in the lane; its earlier steps stay committed.
     ActionCrash {
-        slot: Sel,
+        lane: Lane,
     },
     Backfill {
         kind: Kind,
@@ -297,6 +307,7 @@ enum ActionKind {
 #[derive(Clone, Debug)]
 struct InFlight {
     number: usize,
+    lane: Lane,
     kind: ActionKind,
     pc: usize,
     failed: [bool; 2],
@@ -592,12 +603,11 @@ impl Sim {
                 }
                 Ok(())
             }
-            Op::ActionStep { slot } => self.action_step(*slot, skew),
-            Op::ActionCrash { slot } => {
-                if self.actions.is_empty() {
+            Op::ActionStep { lane } => self.action_step(*lane, skew),
+            Op::ActionCrash { lane } => {
+                let Some(i) = self.actions.iter().position(|a| a.lane == *lane) else {
                     return Ok(());
-                }
-                let i = usize::from(*slot) % self.actions.len();
+                };
                 let a = self.actions.remove(i);
                 self.note(a.name(), || {
                     format!(
@@ -609,6 +619,7 @@ impl Sim {
                 Ok(())
             }
             Op::Checkout {
+                lane,
                 event,
                 product,
                 quantity,
@@ -625,50 +636,62 @@ impl Sim {
                 let session = self.book.alloc();
                 let tickets = (0..quantity).map(|_| self.book.alloc()).collect();
                 let txn = self.book.alloc();
-                self.start(ActionKind::Checkout {
-                    event,
-                    product,
-                    session,
-                    tickets,
-                    txn,
-                    v1: *v1,
-                    seed: *seed,
-                })
+                self.start(
+                    *lane,
+                    ActionKind::Checkout {
+                        event,
+                        product,
+                        session,
+                        tickets,
+                        txn,
+                        v1: *v1,
+                        seed: *seed,
+                    },
+                )
             }
-            Op::PaymentWebhook { txn, status } => {
+            Op::PaymentWebhook { lane, txn, status } => {
                 let Some(txn) = pick(&self.book.kinds[Kind::Transactions.index()], *txn) else {
                     return Ok(());
                 };
                 let status = PAYMENT_STATUSES[usize::from(*status) % PAYMENT_STATUSES.len()];
-                self.start(ActionKind::Webhook { txn, status })
+                self.start(*lane, ActionKind::Webhook { txn, status })
             }
-            Op::Refund { txn, partial } => {
+            Op::Refund { lane, txn, partial } => {
                 let Some(txn) = pick(&self.book.kinds[Kind::Transactions.index()], *txn) else {
                     return Ok(());
                 };
-                self.start(ActionKind::Refund {
-                    txn,
-                    partial: *partial,
-                })
+                self.start(
+                    *lane,
+                    ActionKind::Refund {
+                        txn,
+                        partial: *partial,
+                    },
+                )
             }
             _ => self.app_mutation(op, skew),
         }
     }
 
-    fn start(&mut self, kind: ActionKind) -> Result<(), Failure> {
+    fn start(&mut self, lane: Lane, kind: ActionKind) -> Result<(), Failure> {
         if self.actions.len() >= ACTIONS_IN_FLIGHT_MAX {
             return Ok(());
         }
         self.actions_started += 1;
         let a = InFlight {
             number: self.actions_started,
+            lane,
             kind,
             pc: 0,
             failed: [false; 2],
             captured: [None, None],
         };
         self.note(a.name(), || {
-            format!("started ({} steps): {:?}", a.len(), a.kind)
+            format!(
+                "started in lane {} ({} steps): {:?}",
+                a.lane,
+                a.len(),
+                a.kind
+            )
         });
         self.actions.push(a);
         Ok(())
@@ -1001,11 +1024,10 @@ impl Sim {
         Ok(())
     }
 
-    fn action_step(&mut self, slot: Sel, skew: u64) -> Result<(), Failure> {
-        if self.actions.is_empty() {
+    fn action_step(&mut self, lane: Lane, skew: u64) -> Result<(), Failure> {
+        let Some(i) = self.actions.iter().position(|a| a.lane == lane) else {
             return Ok(());
-        }
-        let i = usize::from(slot) % self.actions.len();
+        };
         let mut a = self.actions[i].clone();
         let pc = a.pc;
         let mut outcomes: [Result<(), TxError>; 2] = [Ok(()), Ok(())];

@@ -50,13 +50,17 @@ fn typed_only_delete_then_in_flight_webhook_does_not_resurrect_the_transaction()
         step(Op::Advance {
             kind: Kind::Transactions,
         }),
-        step(Op::PaymentWebhook { txn: 0, status: 1 }),
-        step(Op::ActionStep { slot: 0 }),
+        step(Op::PaymentWebhook {
+            lane: 0,
+            txn: 0,
+            status: 1,
+        }),
+        step(Op::ActionStep { lane: 0 }),
         step(Op::Delete {
             kind: Kind::Transactions,
             target: 0,
         }),
-        step(Op::ActionStep { slot: 0 }),
+        step(Op::ActionStep { lane: 0 }),
     ]);
     sim.run(&steps).unwrap_or_else(|f| panic!("{f}"));
     assert_eq!(
@@ -84,18 +88,19 @@ fn reference_to_a_deleted_event_does_not_quarantine_its_transaction() {
         kind: Kind::Tickets,
     }));
     steps.push(step(Op::Checkout {
+        lane: 0,
         event: 0,
         product: 0,
         quantity: 1,
         v1: false,
         seed: 0,
     }));
-    steps.extend((0..3).map(|_| step(Op::ActionStep { slot: 0 })));
+    steps.extend((0..3).map(|_| step(Op::ActionStep { lane: 0 })));
     steps.push(step(Op::Delete {
         kind: Kind::Events,
         target: 0,
     }));
-    steps.extend((0..3).map(|_| step(Op::ActionStep { slot: 0 })));
+    steps.extend((0..3).map(|_| step(Op::ActionStep { lane: 0 })));
     sim.run(&steps).unwrap_or_else(|f| panic!("{f}"));
     assert_eq!(
         sim.migrated.phase(Kind::Tickets),
