@@ -1250,14 +1250,7 @@ impl Sim {
                     Some(Value::Object(row.fields.clone()).to_string()),
                 ));
             }
-            let l_string = Value::String(world.id_string(l));
-            let rows = world
-                .store
-                .peek_range(
-                    world.t.typed_by_legacy[kind.index()],
-                    std::slice::from_ref(&l_string),
-                )
-                .count();
+            let rows = world.peek_typed_rows(kind, l).len();
             if rows > 1 {
                 return Err(self.fail(
                     Invariant::UniqueTypedRow,
@@ -1310,23 +1303,8 @@ impl Sim {
 
     fn check_legacy_doc(&mut self, kind: Kind, l: DocId) -> Result<(), Failure> {
         let world = &self.migrated;
-        let l_string = Value::String(world.id_string(l));
-        let typed: Vec<Arc<Doc>> = world
-            .store
-            .peek_range(
-                world.t.typed_by_legacy[kind.index()],
-                std::slice::from_ref(&l_string),
-            )
-            .cloned()
-            .collect();
-        let quarantined = world
-            .store
-            .peek_range(
-                world.t.quarantine_by_legacy,
-                std::slice::from_ref(&l_string),
-            )
-            .next()
-            .is_some();
+        let typed = world.peek_typed_rows(kind, l);
+        let quarantined = world.peek_quarantined(l);
         let doc = world.store.peek(l).cloned();
         let Some(doc) = doc.filter(|d| kind_of(&d.fields) == Some(kind)) else {
             if let Some(t) = typed.first() {

@@ -316,13 +316,8 @@ impl World {
                         // every reference to it maps; there is no reverse index of those, so
                         // the dependents are rebuilt by a full diff (rare: app writes keep
                         // documents mappable).
-                        let quarantined = legacy_of(&self.ctx, before).is_some_and(|l| {
-                            let id = [Value::String(self.id_string(l))];
-                            self.store
-                                .peek_range(self.t.quarantine_by_legacy, &id)
-                                .next()
-                                .is_some()
-                        });
+                        let quarantined =
+                            legacy_of(&self.ctx, before).is_some_and(|l| self.peek_quarantined(l));
                         if quarantined {
                             for dependent in plan.dependents(kind) {
                                 self.ctx.unclean_stale[dependent.index()] = true;
@@ -607,24 +602,32 @@ impl World {
             })
     }
 
+    /// The typed rows whose `legacyId` is `l`, outside any transaction (for the checker and
+    /// the diff; more than one is a bug the checker reports).
+    pub fn peek_typed_rows(&self, kind: Kind, l: DocId) -> Vec<Arc<Doc>> {
+        let id = [Value::String(self.id_string(l))];
+        self.store
+            .peek_range(self.t.typed_by_legacy[kind.index()], &id)
+            .cloned()
+            .collect()
+    }
+
+    /// Whether `l` has a quarantine entry, outside any transaction.
+    pub fn peek_quarantined(&self, l: DocId) -> bool {
+        let id = [Value::String(self.id_string(l))];
+        self.store
+            .peek_range(self.t.quarantine_by_legacy, &id)
+            .next()
+            .is_some()
+    }
+
     /// How one legacy document differs from its typed side, if it does: it must have exactly
     /// one equal typed row and no quarantine entry if it maps, no typed row and a quarantine
     /// entry if it does not, and neither once it is deleted.
     pub fn diff_one(&mut self, kind: Kind, l: DocId) -> Option<String> {
-        let id = Value::String(self.id_string(l));
-        let typed = self
-            .store
-            .peek_range(
-                self.t.typed_by_legacy[kind.index()],
-                std::slice::from_ref(&id),
-            )
-            .cloned()
-            .collect::<Vec<_>>();
-        let quarantined = self
-            .store
-            .peek_range(self.t.quarantine_by_legacy, std::slice::from_ref(&id))
-            .next()
-            .is_some();
+        let id = self.id_string(l);
+        let typed = self.peek_typed_rows(kind, l);
+        let quarantined = self.peek_quarantined(l);
         let Some(doc) = self.store.peek(l).cloned() else {
             return match (typed.first(), quarantined) {
                 (None, false) => None,
