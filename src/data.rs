@@ -81,19 +81,19 @@ pub struct Dataset {
 
 /// A reference to another generated object, replaced by its id when the dataset is loaded.
 pub fn object_ref(index: usize) -> Value {
-    Value::String(format!("objects:{}", index + 1))
+    Value::String(compact_str::format_compact!("objects:{}", index + 1))
 }
 
 /// A reference to an organization, by index.
 pub fn org_ref(index: usize) -> Value {
-    Value::String(format!("organizations:{}", index + 1))
+    Value::String(compact_str::format_compact!("organizations:{}", index + 1))
 }
 
 fn num(x: f64) -> Value {
     Value::Float64(x)
 }
 
-fn s(x: impl Into<String>) -> Value {
+fn s(x: impl Into<crate::value::Str>) -> Value {
     Value::String(x.into())
 }
 

@@ -175,7 +175,7 @@ fn pull(
                     reason: e.reason,
                 })?;
             }
-            out.insert(s.name.to_string(), v.clone());
+            out.insert(s.name.into(), v.clone());
         }
         None if strict && !s.optional => {
             return Err(MapError {

@@ -875,7 +875,9 @@ impl Sim {
                     if next == "invoiced" {
                         changes.push(Change {
                             field: "invoiceId",
-                            value: Some(Arg::Plain(Value::String(format!("inv_{key}")))),
+                            value: Some(Arg::Plain(Value::String(compact_str::format_compact!(
+                                "inv_{key}"
+                            )))),
                         });
                     }
                     c.update(tx, Kind::Transactions, key, &changes)
@@ -1571,7 +1573,9 @@ fn action_transaction(
                     },
                     Change {
                         field: "paymentIntentId",
-                        value: Some(Arg::Plain(Value::String(format!("pi_{seed}_{txn}")))),
+                        value: Some(Arg::Plain(Value::String(compact_str::format_compact!(
+                            "pi_{seed}_{txn}"
+                        )))),
                     },
                     Change {
                         field: "paymentDate",
@@ -1678,7 +1682,9 @@ fn action_transaction(
                 let changes = [
                     Change {
                         field: "refundId",
-                        value: Some(Arg::Plain(Value::String(format!("re_{txn}_{pc}")))),
+                        value: Some(Arg::Plain(Value::String(compact_str::format_compact!(
+                            "re_{txn}_{pc}"
+                        )))),
                     },
                     Change {
                         field: "refundAmount",

@@ -572,8 +572,8 @@ impl Tx<'_> {
         let mut fields = old.fields.clone();
         for (k, v) in changes {
             match v {
-                Some(v) => fields.insert(k, v),
-                None => fields.remove(&k),
+                Some(v) => fields.insert(k.into(), v),
+                None => fields.remove(k.as_str()),
             };
         }
         self.replace(id, fields)

@@ -83,7 +83,7 @@ impl Validator {
     }
 
     pub fn literal(s: &str) -> Validator {
-        Validator::Literal(Value::String(s.to_string()))
+        Validator::Literal(Value::from(s))
     }
 
     /// A union of string literals, the usual shape of a status field.
@@ -183,7 +183,7 @@ fn validate_object(
     path: &str,
 ) -> Result<(), ValidationError> {
     for (name, validator) in spec {
-        match fields.get(name) {
+        match fields.get(name.as_str()) {
             Some(v) => validator.validate(v, &join(path, name))?,
             None if matches!(validator, Validator::Optional(_)) => {}
             None => {
@@ -282,7 +282,7 @@ mod tests {
         ];
         for (field, value, path) in cases {
             let mut doc = good();
-            doc.insert(field.to_string(), value);
+            doc.insert(field.into(), value);
             let err = spec().validate_fields(&doc).unwrap_err();
             assert_eq!(err.path, path, "{err}");
         }

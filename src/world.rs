@@ -8,7 +8,7 @@ use crate::domain::{MapError, derive, for_each_reference, kind_of};
 use crate::plan::{Condition, Phase, Plan, QuarantineReads};
 use crate::schema::{Kind, Tables, new_store};
 use crate::store::{Doc, DocId, IndexKey, Limits, Store, Tx, TxError, Write};
-use crate::value::{Fields, Value};
+use crate::value::{Fields, Str, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -755,11 +755,11 @@ impl Ctx {
     }
 
     /// The string form of an id, as stored in documents (`table:seq`).
-    pub fn id_string(&self, id: DocId) -> String {
+    pub fn id_string(&self, id: DocId) -> Str {
         let name = self.names[usize::from(id.table)];
         let mut buf = itoa::Buffer::new();
         let seq = buf.format(id.seq);
-        let mut s = String::with_capacity(name.len() + 1 + seq.len());
+        let mut s = Str::with_capacity(name.len() + 1 + seq.len());
         s.push_str(name);
         s.push(':');
         s.push_str(seq);
@@ -818,7 +818,7 @@ impl Ctx {
         };
         if id.table == self.t.objects {
             if let Some(d) = self.typed_of_legacy(tx, target, id)? {
-                return Ok(Some(self.id_string(d.id)));
+                return Ok(Some(self.id_string(d.id).into()));
             }
             // A quarantined document has no typed id to point at.
             if self.quarantine_entry(tx, id)?.is_some() {
@@ -865,7 +865,7 @@ impl Ctx {
             };
             let s = value.as_str().unwrap_or_default().to_string();
             match self.remap(tx, target, &s)? {
-                Some(typed) => *value = Value::String(typed),
+                Some(typed) => *value = Value::from(typed),
                 None if failure.is_none() => {
                     let blocked_by = self
                         .parse_id(&s)
@@ -940,10 +940,10 @@ impl Ctx {
                 let mut q = Fields::new();
                 q.insert("legacyId".into(), Value::String(self.id_string(legacy)));
                 q.insert("kind".into(), Value::from(kind.table()));
-                q.insert("path".into(), Value::String(error.path.clone()));
-                q.insert("reason".into(), Value::String(error.reason.clone()));
+                q.insert("path".into(), Value::from(error.path.as_str()));
+                q.insert("reason".into(), Value::from(error.reason.as_str()));
                 if let Some(b) = &error.blocked_by {
-                    q.insert("blockedBy".into(), Value::String(b.clone()));
+                    q.insert("blockedBy".into(), Value::from(b.as_str()));
                 }
                 match quarantined {
                     Some(old) if old.fields == q => {}
@@ -1034,7 +1034,7 @@ impl Ctx {
     /// the ticket's `admits_to` link in step with its `eventId`.
     fn update_legacy(&self, tx: &mut Tx<'_>, id: DocId, changes: &[Change]) -> Result<(), TxError> {
         let Some(doc) = tx.get(id)? else {
-            return Err(TxError::NotFound(self.id_string(id)));
+            return Err(TxError::NotFound(self.id_string(id).into()));
         };
         let mut fields = doc.fields.clone();
         let mut cp = match fields.remove("customProperties") {
@@ -1056,7 +1056,7 @@ impl Ctx {
                 relink = Some(event);
             }
             match value {
-                Some(v) => target.insert(c.field.to_string(), v),
+                Some(v) => target.insert(c.field.into(), v),
                 None => target.remove(c.field),
             };
         }
@@ -1093,7 +1093,7 @@ impl Ctx {
                         .and_then(|(_, t)| *t);
                     match (target, s.as_str()) {
                         (Some(t), Some(s)) => match self.remap(tx, t, s)? {
-                            Some(typed) => Some(Value::String(typed)),
+                            Some(typed) => Some(Value::from(typed)),
                             None => {
                                 return Err(TxError::Threw(format!(
                                     "{}: {s} has no {t} row",
@@ -1107,7 +1107,7 @@ impl Ctx {
             };
             if spec.iter().any(|s| s.name == c.field) {
                 match value {
-                    Some(v) => fields.insert(c.field.to_string(), v),
+                    Some(v) => fields.insert(c.field.into(), v),
                     None => fields.remove(c.field),
                 };
             } else {
@@ -1116,7 +1116,7 @@ impl Ctx {
                     _ => Fields::new(),
                 };
                 match value {
-                    Some(v) => meta.insert(c.field.to_string(), v),
+                    Some(v) => meta.insert(c.field.into(), v),
                     None => meta.remove(c.field),
                 };
                 if !meta.is_empty() {
@@ -1275,7 +1275,7 @@ impl Ctx {
         let _ = for_each_reference(kind, &mut fields, |_, _, v| {
             if let Some(id) = v.as_str().and_then(|s| self.parse_id(s)) {
                 match self.key_of(id) {
-                    Some(k) => *v = Value::String(format!("#{k}")),
+                    Some(k) => *v = Value::String(compact_str::format_compact!("#{k}")),
                     None => complete = false,
                 }
             }
