@@ -136,11 +136,11 @@ pub fn derive(kind: Kind, doc: &Fields, strict: bool) -> Result<Fields, MapError
     let mut out = Fields::new();
     let mut consumed: Vec<&str> = Vec::new();
     for s in spec.fields.iter().filter(|s| s.source != Source::Derived) {
-        let (src, path) = match s.source {
-            Source::Top => (doc, s.name.to_string()),
-            _ => (cp, format!("customProperties.{}", s.name)),
+        let (src, at) = match s.source {
+            Source::Top => (doc, At::Top),
+            _ => (cp, At::Custom),
         };
-        pull(s, src, &path, strict, &mut out)?;
+        pull(s, src, at, strict, &mut out)?;
         if s.source == Source::Custom {
             consumed.push(s.name);
         }
@@ -159,28 +159,44 @@ pub fn derive(kind: Kind, doc: &Fields, strict: bool) -> Result<Fields, MapError
     Ok(out)
 }
 
-fn pull(
-    s: &Spec,
-    src: &Fields,
-    path: &str,
-    strict: bool,
-    out: &mut Fields,
-) -> Result<(), MapError> {
+/// Where a pulled field lives in the legacy document; its path is only spelled out when the
+/// field fails.
+#[derive(Copy, Clone)]
+enum At {
+    Top,
+    Custom,
+    LineItem(usize),
+}
+
+impl At {
+    fn path(self, name: &str) -> String {
+        match self {
+            At::Top => name.to_string(),
+            At::Custom => format!("customProperties.{name}"),
+            At::LineItem(i) => format!("customProperties.lineItems[{i}].{name}"),
+        }
+    }
+}
+
+fn pull(s: &Spec, src: &Fields, at: At, strict: bool, out: &mut Fields) -> Result<(), MapError> {
     match src.get(s.name) {
         Some(v) => {
-            if strict {
-                s.validator.validate(v, path).map_err(|e| MapError {
+            if strict
+                && !s.validator.accepts(v)
+                && let Err(e) = s.validator.validate(v, &at.path(s.name))
+            {
+                return Err(MapError {
                     blocked_by: None,
                     path: e.path,
                     reason: e.reason,
-                })?;
+                });
             }
             out.insert(s.name.into(), v.clone());
         }
         None if strict && !s.optional => {
             return Err(MapError {
                 blocked_by: None,
-                path: path.to_string(),
+                path: at.path(s.name),
                 reason: "required field is missing".into(),
             });
         }
@@ -211,19 +227,18 @@ fn derive_transaction(
             match cp.get("lineItems") {
                 Some(Value::Array(raw)) => {
                     for (i, item) in raw.iter().enumerate() {
-                        let path = format!("customProperties.lineItems[{i}]");
                         match item {
                             Value::Object(item) => {
                                 let mut o = Fields::new();
                                 for s in &spec.line_item {
-                                    pull(s, item, &format!("{path}.{}", s.name), strict, &mut o)?;
+                                    pull(s, item, At::LineItem(i), strict, &mut o)?;
                                 }
                                 items.push(Value::Object(o));
                             }
                             other if strict => {
                                 return Err(MapError {
                                     blocked_by: None,
-                                    path,
+                                    path: format!("customProperties.lineItems[{i}]"),
                                     reason: format!(
                                         "expected an object, found {}",
                                         other.type_name()
@@ -248,13 +263,7 @@ fn derive_transaction(
             consumed.extend(V1_CONSUMED);
             let mut o = Fields::new();
             for s in &spec.line_item {
-                pull(
-                    s,
-                    cp,
-                    &format!("customProperties.{}", s.name),
-                    strict,
-                    &mut o,
-                )?;
+                pull(s, cp, At::Custom, strict, &mut o)?;
             }
             items.push(Value::Object(o));
         }

@@ -559,7 +559,7 @@ impl Sim {
                     self.stats.batches += 1;
                 }
                 0u8.hash(&mut self.hasher);
-                format!("{outcome:?}").hash(&mut self.hasher);
+                outcome.as_ref().ok().hash(&mut self.hasher);
                 self.note("backfill", || {
                     format!("{kind} batch: {}", describe_backfill(&outcome))
                 });
@@ -590,7 +590,7 @@ impl Sim {
                 } else {
                     self.migrated.rollback(*kind)
                 };
-                format!("{switch:?}").hash(&mut self.hasher);
+                switch.hash(&mut self.hasher);
                 self.note("controller", || {
                     format!("{kind}: {}", describe_switch(&switch))
                 });

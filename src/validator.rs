@@ -100,8 +100,40 @@ impl Validator {
         )
     }
 
+    /// Whether a value matches, without building an error: the fast path of every check.
+    pub fn accepts(&self, value: &Value) -> bool {
+        match (self, value) {
+            (Validator::Any, _) => true,
+            (Validator::String, Value::String(_))
+            | (Validator::Number, Value::Float64(_))
+            | (Validator::Int64, Value::Int64(_))
+            | (Validator::Boolean, Value::Bool(_))
+            | (Validator::Null, Value::Null)
+            | (Validator::Bytes, Value::Bytes(_)) => true,
+            (Validator::Id(table), Value::String(s)) => {
+                matches!(parse_id(s), Some((t, _)) if t == table)
+            }
+            (Validator::Literal(lit), v) => lit == v,
+            (Validator::Optional(inner), v) => inner.accepts(v),
+            (Validator::Array(inner), Value::Array(items)) => {
+                items.iter().all(|i| inner.accepts(i))
+            }
+            (Validator::Object(spec), Value::Object(fields)) => object_accepts(spec, fields),
+            (Validator::Record(inner), Value::Object(fields)) => {
+                fields.values().all(|v| inner.accepts(v))
+            }
+            (Validator::Union(options), v) => options.iter().any(|o| o.accepts(v)),
+            _ => false,
+        }
+    }
+
     /// Validates the user fields of a document (system fields excluded) as a strict object.
     pub fn validate_fields(&self, fields: &Fields) -> Result<(), ValidationError> {
+        if let Validator::Object(spec) = self
+            && object_accepts(spec, fields)
+        {
+            return Ok(());
+        }
         match self {
             Validator::Object(spec) => validate_object(spec, fields, ""),
             Validator::Any => Ok(()),
@@ -114,6 +146,15 @@ impl Validator {
 
     /// Validates one value; `path` names it in the error.
     pub fn validate(&self, value: &Value, path: &str) -> Result<(), ValidationError> {
+        if self.accepts(value) {
+            Ok(())
+        } else {
+            self.explain(value, path)
+        }
+    }
+
+    /// The slow path of `validate`: finds the offending field and says why.
+    fn explain(&self, value: &Value, path: &str) -> Result<(), ValidationError> {
         let fail = |reason: String| {
             Err(ValidationError {
                 path: path.to_string(),
@@ -151,7 +192,7 @@ impl Validator {
                 Ok(())
             }
             (Validator::Union(options), v) => {
-                if options.iter().any(|o| o.validate(v, path).is_ok()) {
+                if options.iter().any(|o| o.accepts(v)) {
                     Ok(())
                 } else {
                     fail(format!("expected {self}, found {}", describe(v)))
@@ -175,6 +216,24 @@ fn join(path: &str, field: &str) -> String {
     } else {
         format!("{path}.{field}")
     }
+}
+
+fn object_accepts(spec: &[(String, Validator)], fields: &Fields) -> bool {
+    let mut present = 0;
+    for (name, validator) in spec {
+        match fields.get(name.as_str()) {
+            Some(v) => {
+                if !validator.accepts(v) {
+                    return false;
+                }
+                present += 1;
+            }
+            None if matches!(validator, Validator::Optional(_)) => {}
+            None => return false,
+        }
+    }
+    // Every field present matched a distinct spec entry, so no field is extra.
+    present == fields.len()
 }
 
 fn validate_object(
@@ -285,7 +344,10 @@ mod tests {
             doc.insert(field.into(), value);
             let err = spec().validate_fields(&doc).unwrap_err();
             assert_eq!(err.path, path, "{err}");
+            // The fast path agrees with the explaining one.
+            assert!(!spec().accepts(&Value::Object(doc)));
         }
+        assert!(spec().accepts(&Value::Object(good())));
         let mut doc = good();
         doc.remove("amount");
         assert_eq!(spec().validate_fields(&doc).unwrap_err().path, "amount");

@@ -83,7 +83,7 @@ pub struct Progress {
 }
 
 /// What a backfill step did.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum BackfillOutcome {
     NotRunning(Phase),
     AlreadyDone,
@@ -97,7 +97,7 @@ pub enum BackfillOutcome {
 }
 
 /// What the phase controller did with a request.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Switch {
     Moved {
         from: Phase,
