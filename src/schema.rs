@@ -225,6 +225,22 @@ pub fn kind_fields(kind: Kind) -> Vec<FieldSpec> {
     fields
 }
 
+static TYPED_VALIDATORS: std::sync::LazyLock<[V; 3]> =
+    std::sync::LazyLock::new(|| Kind::ALL.map(typed_validator));
+
+static TYPED_FIELD_NAMES: std::sync::LazyLock<[Vec<&'static str>; 3]> =
+    std::sync::LazyLock::new(|| Kind::ALL.map(|k| kind_fields(k).iter().map(|f| f.name).collect()));
+
+/// The strict validator of a typed table, built once.
+pub fn typed_validator_of(kind: Kind) -> &'static V {
+    &TYPED_VALIDATORS[kind.index()]
+}
+
+/// Whether `name` is one of the kind's typed fields (anything else goes into `metadata`).
+pub fn is_typed_field(kind: Kind, name: &str) -> bool {
+    TYPED_FIELD_NAMES[kind.index()].contains(&name)
+}
+
 /// The strict validator of a typed table.
 pub fn typed_validator(kind: Kind) -> V {
     let mut spec: Vec<(String, V)> = vec![("legacyId".to_string(), opt(V::id("objects")))];

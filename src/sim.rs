@@ -5,7 +5,7 @@
 use crate::data::{self, Dataset, GenOptions, TxShape};
 use crate::domain::{for_each_reference, kind_of};
 use crate::plan::{Phase, Plan};
-use crate::schema::{Kind, PAYMENT_STATUSES, TICKET_STATUSES, typed_validator};
+use crate::schema::{Kind, PAYMENT_STATUSES, TICKET_STATUSES, typed_validator_of};
 use crate::store::{Doc, DocId, TxError, Write};
 use crate::value::{Fields, Value};
 use crate::world::{
@@ -1230,7 +1230,7 @@ impl Sim {
             return Ok(());
         };
         let id = world.id_string(row.id);
-        if let Err(e) = typed_validator(kind).validate_fields(&row.fields) {
+        if let Err(e) = typed_validator_of(kind).validate_fields(&row.fields) {
             return Err(self.fail(
                 Invariant::TypedRowValid,
                 format!("{id} does not validate against {kind}: {e}"),

@@ -152,6 +152,9 @@ pub type View = Arc<Value>;
 /// A query that gathers documents for a list read, in one world.
 pub type Gather<'a> = dyn FnMut(&Ctx, &mut Tx<'_>) -> Result<Vec<Arc<Doc>>, TxError> + 'a;
 
+/// Limit on memoized views per world.
+pub const VIEWS_MAX: usize = 16_384;
+
 /// Ticks (microseconds) per simulated step; `_creationTime` counts in these.
 pub const TICKS_PER_STEP: u64 = 1_000;
 
@@ -1080,7 +1083,6 @@ impl Ctx {
         changes: &[Change],
     ) -> Result<(), TxError> {
         let mut fields = row.fields.clone();
-        let spec = crate::schema::kind_fields(kind);
         for c in changes {
             let value = match &c.value {
                 None => None,
@@ -1105,7 +1107,7 @@ impl Ctx {
                     }
                 }
             };
-            if spec.iter().any(|s| s.name == c.field) {
+            if crate::schema::is_typed_field(kind, c.field) {
                 match value {
                     Some(v) => fields.insert(c.field.into(), v),
                     None => fields.remove(c.field),
@@ -1248,9 +1250,13 @@ impl Ctx {
         let (view, complete) = self.view_uncached(kind, doc);
         let view = Arc::new(view);
         if complete {
-            self.views
-                .borrow_mut()
-                .insert(doc.id, (doc.clone(), view.clone()));
+            let mut views = self.views.borrow_mut();
+            // A bounded memo: dropping it all when full is deterministic and keeps memory flat
+            // on large tables (it holds the document versions it was computed from).
+            if views.len() >= VIEWS_MAX {
+                views.clear();
+            }
+            views.insert(doc.id, (doc.clone(), view.clone()));
         }
         view
     }
