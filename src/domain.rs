@@ -1,6 +1,8 @@
-//! The mapping from legacy `objects` documents to typed rows, as pure functions: which kind a
-//! legacy document is, the strict mapping (with the field path and reason of every document
-//! that cannot map), and the normalized view that readers see on either side.
+//! The mapping from legacy `objects` documents to the typed shape, as pure functions: which
+//! kind a legacy document is, the strict derivation (with the legacy field path and reason of
+//! every document that cannot map), the lenient one that a legacy reader's view is made of,
+//! and which fields are references. (References are remapped in `world::Ctx::map`, views are
+//! built in `world::Ctx::view`.)
 
 use crate::schema::{FieldSpec, Kind, Source, kind_fields, line_item_fields};
 use crate::validator::Validator;

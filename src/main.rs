@@ -105,16 +105,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 String::new()
             };
-            if json {
-                println!("{}", serde_json::to_string(&json_report(&report))?);
+            let text = if json {
+                format!("{}\n", serde_json::to_string(&json_report(&report))?)
             } else {
-                print_report(&plan, &report, &plan_arg, &data_args, steps);
-            }
-            Ok(if report.counterexample.is_some() {
+                render_report(&plan, &report, &plan_arg, &data_args, steps)?
+            };
+            let code = if report.counterexample.is_some() {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS
-            })
+            };
+            write_stdout(&text)?;
+            Ok(code)
         }
     }
 }
@@ -155,59 +157,91 @@ fn phases_reached(report: &Report) -> serde_json::Map<String, serde_json::Value>
         .collect()
 }
 
-fn print_report(plan: &Plan, report: &Report, plan_arg: &str, data_args: &str, steps: u64) {
+/// Writes the result to stdout. A reader that stopped reading (a closed pipe, as with
+/// `| head`) is not an error; any other failure to write is an operating error.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to stdout"),
+    }
+}
+
+/// The text report: a summary when safe, the counterexample and its replay command when not.
+fn render_report(
+    plan: &Plan,
+    report: &Report,
+    plan_arg: &str,
+    data_args: &str,
+    steps: u64,
+) -> Result<String, std::fmt::Error> {
+    use std::fmt::Write;
+    let mut out = String::new();
     match &report.counterexample {
         None => {
-            println!("plan {:?}: safe", plan.name);
-            println!(
+            writeln!(out, "plan {:?}: safe", plan.name)?;
+            writeln!(
+                out,
                 "  {} cases, {} steps, every invariant checked after every step:",
                 report.cases, report.steps
-            );
-            println!("  {}", Invariant::ALL.map(Invariant::name).join(", "));
-            let phases: Vec<String> = phases_reached(report)
+            )?;
+            writeln!(out, "  {}", Invariant::ALL.map(Invariant::name).join(", "))?;
+            // In migration order, not the JSON object's alphabetical one.
+            let phases: Vec<String> = cutover::schema::Kind::ALL
                 .iter()
-                .map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or("?")))
+                .map(|k| {
+                    format!(
+                        "{k} {}",
+                        report.phase_max[k.index()].map_or("legacy", |p| p.name())
+                    )
+                })
                 .collect();
-            println!("  furthest phase reached: {}", phases.join(", "));
-            println!(
+            writeln!(out, "  furthest phase reached: {}", phases.join(", "))?;
+            writeln!(
+                out,
                 "  {} cases took every kind to typed_only; {} phase switches ({} rollbacks), {} backfill batches, {} reads compared with the oracle",
                 report.cases_all_typed_only,
                 report.switches,
                 report.rollbacks,
                 report.batches,
                 report.reads
-            );
+            )?;
         }
         Some(c) => {
-            println!("plan {:?}: UNSAFE", plan.name);
-            println!(
+            writeln!(out, "plan {:?}: UNSAFE", plan.name)?;
+            writeln!(
+                out,
                 "  invariant {} broken at step {} of a {}-step counterexample (case seed {}):",
                 c.failure.invariant,
                 c.failure.step,
                 c.steps.iter().filter(|s| s.op != Op::Noop).count(),
                 c.seed
-            );
-            println!("  {}", c.failure.message);
+            )?;
+            writeln!(out, "  {}", c.failure.message)?;
             if let Some(e) = &c.failure.expected {
-                println!("  expected (oracle): {e}");
+                writeln!(out, "  expected (oracle): {e}")?;
             }
             if let Some(s) = &c.failure.seen {
-                println!("  seen (migrated):   {s}");
+                writeln!(out, "  seen (migrated):   {s}")?;
             }
-            println!();
-            println!("step  who          what");
+            writeln!(out)?;
+            writeln!(out, "step  who          what")?;
             for line in &c.trace {
-                println!("{line}");
+                writeln!(out, "{line}")?;
             }
-            println!(
+            writeln!(
+                out,
                 "{:>4}  {:<12} {} BROKEN: {}",
                 c.failure.step, "checker", c.failure.invariant, c.failure.message
-            );
-            println!();
-            println!(
+            )?;
+            writeln!(out)?;
+            writeln!(
+                out,
                 "replay: cutover check{plan_arg} --seed {} --cases 1 --steps {steps}{data_args}",
                 c.seed
-            );
+            )?;
         }
     }
+    Ok(out)
 }

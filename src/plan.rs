@@ -168,10 +168,12 @@ fn yes() -> bool {
     true
 }
 
-/// Documents per batch above which a batch can never fit Convex's 16,000 written documents
-/// per transaction: each document may write its typed row and its id-map entry, and the
-/// batch writes its progress row. (Smaller batches can still fail on the read limits; the
-/// simulator reports that as Convex would, as a failed batch.)
+/// A sanity bound on documents per batch: from 8,000 up, a batch that migrates every document
+/// it reads (a typed row and an id-map entry each, plus the progress row) exceeds Convex's
+/// 16,000 written documents per transaction. It is not a guarantee either way: a batch over
+/// it fits if its documents are already synced, and one under it can still exceed a limit
+/// (a document leaving the quarantine writes three documents; reads are limited too). A batch
+/// that does not fit fails as a Convex mutation would and commits nothing.
 pub const BATCH_SIZE_MAX: usize = 7_999;
 
 /// A plan that cannot be used, with the place of the problem.

@@ -579,8 +579,9 @@ impl Sim {
             }
             Op::RetryQuarantine { kind } => {
                 let r = self.migrated.retry_quarantine(*kind);
-                self.note("backfill", || {
-                    format!("{kind} quarantine retry: {r:?} released")
+                self.note("backfill", || match r {
+                    Ok(n) => format!("{kind} quarantine retry: {n} documents left the quarantine"),
+                    Err(e) => format!("{kind} quarantine retry failed: {e}"),
                 });
                 Ok(())
             }
@@ -1091,12 +1092,10 @@ impl Sim {
     // ----- Reads ------------------------------------------------------------------------
 
     fn read(&mut self, read: &Read) -> Result<(), Failure> {
-        self.stats.reads += 1;
-        let book = &self.book;
-        let resolved = resolve_read(book, read);
-        let Some(resolved) = resolved else {
+        let Some(resolved) = resolve_read(&self.book, read) else {
             return Ok(());
         };
+        self.stats.reads += 1;
         let m = run_read(&mut self.migrated, &resolved);
         let o = run_read(&mut self.oracle, &resolved);
         let describe = |r: &Result<Answer, TxError>| match r {

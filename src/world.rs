@@ -666,7 +666,7 @@ impl World {
     }
 
     /// The full keyed diff of a kind: every legacy document of the kind, and the legacy id
-    /// of every typed row, diffed from scratch. The incremental diff must always equal it
+    /// of every typed row and quarantine entry of the kind, diffed from scratch. The incremental diff must always equal it
     /// (a test checks this); the guard uses it only to rebuild.
     pub fn diff_full(&mut self, kind: Kind) -> BTreeSet<DocId> {
         let ty = Value::from(kind.legacy_type());
@@ -676,7 +676,13 @@ impl World {
             .filter(|d| kind_of(&d.fields) == Some(kind))
             .map(|d| d.id)
             .collect();
-        for row in self.store.scan(self.t.typed[kind.index()]) {
+        let prefix = [Value::from(kind.table())];
+        let quarantined = self.store.peek_range(self.t.quarantine_by_kind, &prefix);
+        for row in self
+            .store
+            .scan(self.t.typed[kind.index()])
+            .chain(quarantined)
+        {
             if let Some(l) = row
                 .get("legacyId")
                 .and_then(Value::as_str)
@@ -861,6 +867,8 @@ impl Ctx {
             Ok(out) => out,
             Err(e) => return Ok(Err(e)),
         };
+        // A v1 transaction's single line item is made of top-level customProperties fields.
+        let v1 = out.get("shape").and_then(Value::as_str) == Some("v1");
         let mut failure = None;
         for_each_reference(kind, &mut out, |path, target, value| {
             let Some(target) = target else {
@@ -876,7 +884,10 @@ impl Ctx {
                         .map(|_| s.clone());
                     failure = Some(MapError {
                         blocked_by,
-                        path: format!("customProperties.{path}"),
+                        path: match path.strip_prefix("lineItems[0].") {
+                            Some(field) if v1 => format!("customProperties.{field}"),
+                            _ => format!("customProperties.{path}"),
+                        },
                         reason: format!(
                             "{s} has no row in {target} (quarantined or not migrated yet)"
                         ),

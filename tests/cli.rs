@@ -128,3 +128,21 @@ fn bad_input_exits_2_and_names_the_place() {
     let (code, _, _) = cutover(&["check", "--cases", "0"]);
     assert_eq!(code, 2);
 }
+
+#[test]
+fn a_reader_that_stops_reading_is_not_a_crash() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["check", "--cases", "20"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
