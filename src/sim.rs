@@ -1331,7 +1331,7 @@ impl Sim {
         let phase = world.phase(kind);
         let both_written = phase.writes_typed() && phase.writes_legacy();
         if both_written && let Some(t) = typed.first() {
-            let expected = self.migrated.map_now(kind, &doc.fields, Some(l));
+            let expected = self.migrated.map_doc_now(kind, &doc);
             let world = &self.migrated;
             match expected {
                 Ok(f) if f == t.fields => {}

@@ -135,6 +135,9 @@ pub struct Ctx {
     /// Legacy documents whose mapping failed on a reference to a document that has no typed
     /// row yet, by that document: diffed again when it gets one.
     waiting: std::collections::BTreeMap<DocId, BTreeSet<(Kind, DocId)>>,
+    /// Strict mappings computed since the last `absorb`, by document version: the diff and the
+    /// checker map the same documents against the same store after a step.
+    mapped: HashMap<DocId, (Arc<Doc>, Result<Fields, MapError>)>,
     /// Per kind, whether `unclean` must be rebuilt by a full diff before it is trusted.
     unclean_stale: [bool; 3],
     /// Where the operator's quarantine retry resumes, per kind (the job's own memory, not
@@ -194,7 +197,8 @@ impl World {
                 retry_cursor: Default::default(),
                 unclean: Default::default(),
                 waiting: Default::default(),
-                unclean_stale: [migrating; 3],
+                unclean_stale: [false; 3],
+                mapped: HashMap::new(),
                 org_ids: Vec::new(),
                 now: 0,
             },
@@ -249,6 +253,16 @@ impl World {
         }
         world.store.take_log();
         world.ctx.now = base + TICKS_PER_STEP;
+        // Nothing is migrated yet: every legacy document of a migrating kind differs from its
+        // (missing) typed side.
+        if migrating {
+            for (i, obj) in data.objects.iter().enumerate() {
+                if let Some(kind) = kind_of(&obj.fields) {
+                    let id = world.handles[i].expect("loaded");
+                    world.ctx.unclean[kind.index()].insert(id);
+                }
+            }
+        }
         world
     }
 
@@ -264,6 +278,7 @@ impl World {
     /// diff. Callers must absorb after every step, as `Sim` does.
     pub fn absorb(&mut self) -> Vec<Write> {
         let log = self.store.take_log();
+        self.ctx.mapped.clear();
         if self.migrating {
             self.update_unclean(&log);
         }
@@ -341,22 +356,42 @@ impl World {
             }
         }
         for (kind, l) in recheck {
-            // The guard is only consulted on the way into read_typed and after a rollback to
-            // backfill; outside double_write..=read_typed the diff is rebuilt when needed.
+            // In typed_only legacy documents are retired copies and the guard is not consulted
+            // again unless a plan rolls back; the diff is rebuilt then.
             let phase = self.phase(kind);
-            if phase == Phase::Legacy || phase == Phase::TypedOnly {
+            if phase == Phase::TypedOnly {
                 self.ctx.unclean_stale[kind.index()] = true;
                 continue;
             }
             if self.ctx.unclean_stale[kind.index()] {
                 continue;
             }
-            if self.diff_one(kind, l).is_some() {
+            let unclean = if phase == Phase::Legacy && self.nothing_migrated(kind) {
+                // With no typed row and no quarantine entry of the kind, a document differs
+                // exactly when it exists.
+                self.store
+                    .peek(l)
+                    .is_some_and(|d| kind_of(&d.fields) == Some(kind))
+            } else {
+                self.diff_one(kind, l).is_some()
+            };
+            if unclean {
                 self.ctx.unclean[kind.index()].insert(l);
             } else {
                 self.ctx.unclean[kind.index()].remove(&l);
             }
         }
+    }
+
+    /// Whether a kind has neither typed rows nor quarantine entries.
+    fn nothing_migrated(&self, kind: Kind) -> bool {
+        let prefix = [Value::from(kind.table())];
+        self.store.is_empty(self.t.typed[kind.index()])
+            && self
+                .store
+                .peek_range(self.t.quarantine_by_kind, &prefix)
+                .next()
+                .is_none()
     }
 
     /// The legacy documents of a kind whose typed side does not match, as the incremental
@@ -624,6 +659,20 @@ impl World {
             .is_some()
     }
 
+    /// `map_now` of a stored legacy document, memoized until the next `absorb`.
+    pub fn map_doc_now(&mut self, kind: Kind, doc: &Arc<Doc>) -> Result<Fields, MapError> {
+        if let Some((cached, mapped)) = self.ctx.mapped.get(&doc.id)
+            && Arc::ptr_eq(cached, doc)
+        {
+            return mapped.clone();
+        }
+        let mapped = self.map_now(kind, &doc.fields, Some(doc.id));
+        self.ctx
+            .mapped
+            .insert(doc.id, (doc.clone(), mapped.clone()));
+        mapped
+    }
+
     /// How one legacy document differs from its typed side, if it does: it must have exactly
     /// one equal typed row and no quarantine entry if it maps, no typed row and a quarantine
     /// entry if it does not, and neither once it is deleted.
@@ -644,7 +693,7 @@ impl World {
         if kind_of(&doc.fields) != Some(kind) {
             return None;
         }
-        let mapped = self.map_now(kind, &doc.fields, Some(l));
+        let mapped = self.map_doc_now(kind, &doc);
         if let Err(MapError {
             blocked_by: Some(b),
             ..
