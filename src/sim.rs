@@ -1374,7 +1374,7 @@ impl Sim {
             // Coverage is about the documents objects still owns: once a kind is typed-only,
             // its legacy documents are retired copies.
             let phase = world.phase(kind);
-            if phase >= Phase::Backfill && phase.writes_legacy() && world.progress(kind).done {
+            if phase >= Phase::Backfill && phase.writes_legacy() && world.progress_done(kind) {
                 return Err(self.fail(
                     Invariant::Coverage,
                     format!("{kind} backfill is done but {} has neither a typed row nor a quarantine entry", world.id_string(l)),
