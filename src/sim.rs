@@ -1176,40 +1176,11 @@ impl Sim {
                 keys_written.insert((kind, key));
             }
         }
-        let mut legacy_touched: BTreeSet<(Kind, DocId)> = BTreeSet::new();
-        let mut typed_touched: Vec<(Kind, &Write)> = Vec::new();
-        for w in &log {
-            let t = &self.migrated.t;
-            if w.id.table == t.objects {
-                let doc = w
-                    .after
-                    .as_ref()
-                    .or(w.before.as_ref())
-                    .expect("a write has a side");
-                if let Some(kind) = kind_of(&doc.fields) {
-                    legacy_touched.insert((kind, w.id));
-                }
-            } else if let Some(kind) = t.typed_kind(w.id.table) {
-                typed_touched.push((kind, w));
-                for d in [&w.before, &w.after].into_iter().flatten() {
-                    if let Some(l) = legacy_of(&self.migrated, d) {
-                        legacy_touched.insert((kind, l));
-                    }
-                }
-            } else if w.id.table == t.quarantine {
-                let d = w
-                    .after
-                    .as_ref()
-                    .or(w.before.as_ref())
-                    .expect("a write has a side");
-                if let (Some(kind), Some(l)) = (
-                    d.get("kind").and_then(Value::as_str).and_then(Kind::parse),
-                    legacy_of(&self.migrated, d),
-                ) {
-                    legacy_touched.insert((kind, l));
-                }
-            }
-        }
+        let legacy_touched = self.migrated.touched_legacy(&log);
+        let typed_touched: Vec<(Kind, &Write)> = log
+            .iter()
+            .filter_map(|w| self.migrated.t.typed_kind(w.id.table).map(|k| (k, w)))
+            .collect();
         for (kind, w) in &typed_touched {
             self.check_typed_row(*kind, w)?;
         }
@@ -1237,7 +1208,7 @@ impl Sim {
                 Some(Value::Object(row.fields.clone()).to_string()),
             ));
         }
-        if let Some(l) = legacy_of(world, row) {
+        if let Some(l) = world.legacy_of(row) {
             let key = world.key_of(l);
             if w.before.is_none() && key.is_some_and(|k| self.deleted.contains(&k)) {
                 return Err(self.fail(
@@ -1390,12 +1361,6 @@ impl Sim {
     pub fn pending(&self, kind: Kind) -> usize {
         self.pending[kind.index()].len()
     }
-}
-
-fn legacy_of(world: &World, doc: &Doc) -> Option<DocId> {
-    doc.get("legacyId")
-        .and_then(Value::as_str)
-        .and_then(|s| world.parse_id(s))
 }
 
 fn first_difference(expected: &Fields, seen: &Fields) -> String {

@@ -286,11 +286,7 @@ impl World {
             if let (None, Some(after)) = (&w.before, &w.after)
                 && self.t.typed_kind(w.id.table).is_some()
                 && !self.id_keys.contains_key(&w.id)
-                && let Some(key) = after
-                    .get("legacyId")
-                    .and_then(Value::as_str)
-                    .and_then(|s| self.parse_id(s))
-                    .and_then(|l| self.key_of(l))
+                && let Some(key) = self.legacy_of(after).and_then(|l| self.key_of(l))
             {
                 self.ctx.id_keys.insert(w.id, key);
             }
@@ -299,60 +295,36 @@ impl World {
     }
 
     fn update_unclean(&mut self, log: &[Write]) {
-        let mut recheck: BTreeSet<(Kind, DocId)> = BTreeSet::new();
-        let legacy_of = |ctx: &Ctx, d: &Doc| {
-            d.get("legacyId")
-                .and_then(Value::as_str)
-                .and_then(|s| ctx.parse_id(s))
-        };
+        let mut recheck = self.touched_legacy(log);
         for w in log {
-            let sides = [&w.before, &w.after];
-            if w.id.table == self.t.objects {
-                for d in sides.into_iter().flatten() {
-                    if let Some(kind) = kind_of(&d.fields) {
-                        recheck.insert((kind, w.id));
+            let Some(kind) = self.t.typed_kind(w.id.table) else {
+                continue;
+            };
+            match (&w.before, &w.after) {
+                (None, Some(after)) => {
+                    // Documents whose mapping waited for this one may map now.
+                    if let Some(l) = self.legacy_of(after)
+                        && let Some(waiting) = self.ctx.waiting.remove(&l)
+                    {
+                        recheck.extend(waiting);
                     }
                 }
-            } else if let Some(kind) = self.t.typed_kind(w.id.table) {
-                for d in sides.into_iter().flatten() {
-                    if let Some(l) = legacy_of(&self.ctx, d) {
-                        recheck.insert((kind, l));
-                    }
-                }
-                let plan = self.plan.clone();
-                match (&w.before, &w.after) {
-                    (None, Some(after)) => {
-                        // Documents whose mapping waited for this one may map now.
-                        if let Some(l) = legacy_of(&self.ctx, after)
-                            && let Some(waiting) = self.ctx.waiting.remove(&l)
-                        {
-                            recheck.extend(waiting);
+                (Some(before), None) => {
+                    // A document that loses its typed row to the quarantine changes how every
+                    // reference to it maps; there is no reverse index of those, so the
+                    // dependents are rebuilt by a full diff (rare: app writes keep documents
+                    // mappable).
+                    if self
+                        .legacy_of(before)
+                        .is_some_and(|l| self.peek_quarantined(l))
+                    {
+                        let plan = self.plan.clone();
+                        for dependent in plan.dependents(kind) {
+                            self.ctx.unclean_stale[dependent.index()] = true;
                         }
                     }
-                    (Some(before), None) => {
-                        // A document that loses its typed row to the quarantine changes how
-                        // every reference to it maps; there is no reverse index of those, so
-                        // the dependents are rebuilt by a full diff (rare: app writes keep
-                        // documents mappable).
-                        let quarantined =
-                            legacy_of(&self.ctx, before).is_some_and(|l| self.peek_quarantined(l));
-                        if quarantined {
-                            for dependent in plan.dependents(kind) {
-                                self.ctx.unclean_stale[dependent.index()] = true;
-                            }
-                        }
-                    }
-                    _ => {}
                 }
-            } else if w.id.table == self.t.quarantine {
-                for d in sides.into_iter().flatten() {
-                    if let (Some(kind), Some(l)) = (
-                        d.get("kind").and_then(Value::as_str).and_then(Kind::parse),
-                        legacy_of(&self.ctx, d),
-                    ) {
-                        recheck.insert((kind, l));
-                    }
-                }
+                _ => {}
             }
         }
         for (kind, l) in recheck {
@@ -515,11 +487,7 @@ impl World {
             )?;
             let mut released = 0;
             for q in &page.docs {
-                let Some(l) = q
-                    .get("legacyId")
-                    .and_then(Value::as_str)
-                    .and_then(|s| w.parse_id(s))
-                else {
+                let Some(l) = w.legacy_of(q) else {
                     continue;
                 };
                 if !matches!(w.sync(tx, kind, l)?, Synced::Quarantined(_)) {
@@ -741,11 +709,7 @@ impl World {
             .scan(self.t.typed[kind.index()])
             .chain(quarantined)
         {
-            if let Some(l) = row
-                .get("legacyId")
-                .and_then(Value::as_str)
-                .and_then(|s| self.store.parse_id(s))
-            {
+            if let Some(l) = self.legacy_of(row) {
                 ids.insert(l);
             }
         }
@@ -819,6 +783,40 @@ impl Ctx {
 
     fn begin(&self, skew: u64) -> u64 {
         self.now.saturating_sub(skew)
+    }
+
+    /// The legacy document a typed row or quarantine entry is about (`legacyId`).
+    pub fn legacy_of(&self, d: &Doc) -> Option<DocId> {
+        d.get("legacyId")
+            .and_then(Value::as_str)
+            .and_then(|s| self.parse_id(s))
+    }
+
+    /// The legacy documents of migrating kinds that a batch of writes touched: written
+    /// directly, or through their typed row or quarantine entry.
+    pub fn touched_legacy(&self, log: &[Write]) -> BTreeSet<(Kind, DocId)> {
+        let mut touched = BTreeSet::new();
+        for w in log {
+            for d in [&w.before, &w.after].into_iter().flatten() {
+                if w.id.table == self.t.objects {
+                    if let Some(kind) = kind_of(&d.fields) {
+                        touched.insert((kind, w.id));
+                    }
+                } else if let Some(kind) = self.t.typed_kind(w.id.table) {
+                    if let Some(l) = self.legacy_of(d) {
+                        touched.insert((kind, l));
+                    }
+                } else if w.id.table == self.t.quarantine
+                    && let (Some(kind), Some(l)) = (
+                        d.get("kind").and_then(Value::as_str).and_then(Kind::parse),
+                        self.legacy_of(d),
+                    )
+                {
+                    touched.insert((kind, l));
+                }
+            }
+        }
+        touched
     }
 
     /// The string form of an id, as stored in documents (`table:seq`).
