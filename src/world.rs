@@ -309,19 +309,17 @@ impl World {
                         recheck.extend(waiting);
                     }
                 }
-                (Some(before), None) => {
-                    // A document that loses its typed row to the quarantine changes how every
-                    // reference to it maps; there is no reverse index of those, so the
-                    // dependents are rebuilt by a full diff (rare: app writes keep documents
-                    // mappable).
+                // A document that loses its typed row to the quarantine changes how every
+                // reference to it maps; there is no reverse index of those, so the dependents
+                // are rebuilt by a full diff (rare: app writes keep documents mappable).
+                (Some(before), None)
                     if self
                         .legacy_of(before)
-                        .is_some_and(|l| self.peek_quarantined(l))
-                    {
-                        let plan = self.plan.clone();
-                        for dependent in plan.dependents(kind) {
-                            self.ctx.unclean_stale[dependent.index()] = true;
-                        }
+                        .is_some_and(|l| self.peek_quarantined(l)) =>
+                {
+                    let plan = self.plan.clone();
+                    for dependent in plan.dependents(kind) {
+                        self.ctx.unclean_stale[dependent.index()] = true;
                     }
                 }
                 _ => {}
