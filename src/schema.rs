@@ -349,8 +349,13 @@ pub fn tables() -> Vec<TableDef> {
                 ("path", V::String),
                 ("reason", V::String),
                 ("blockedBy", opt(V::id("objects"))),
+                ("organizationId", opt(V::Any)),
             ])),
-            indexes: vec![idx("by_legacy", &["legacyId"]), idx("by_kind", &["kind"])],
+            indexes: vec![
+                idx("by_legacy", &["legacyId"]),
+                idx("by_kind", &["kind"]),
+                idx("by_kind_org", &["kind", "organizationId"]),
+            ],
         },
     ]
 }
@@ -380,6 +385,7 @@ pub struct Tables {
     pub quarantine_by_legacy: IndexRef,
     pub quarantine_by_kind: IndexRef,
     pub id_map_by_legacy: IndexRef,
+    pub quarantine_by_kind_org: IndexRef,
 }
 
 impl Tables {
@@ -407,6 +413,7 @@ impl Tables {
             quarantine_by_legacy: s.index("migrationQuarantine", "by_legacy"),
             quarantine_by_kind: s.index("migrationQuarantine", "by_kind"),
             id_map_by_legacy: s.index("migrationIdMap", "by_legacy"),
+            quarantine_by_kind_org: s.index("migrationQuarantine", "by_kind_org"),
         }
     }
 

@@ -1826,6 +1826,7 @@ pub fn run_read(world: &mut World, read: &Resolved) -> Result<Answer, TxError> {
                 let views = c.read_list(
                     tx,
                     Kind::Tickets,
+                    None,
                     &mut |c, tx| linked(c, tx, c.handle(*e), "admits_to", false),
                     &mut |c, tx| match &typed_id {
                         Some(id) => tx.range(c.t.tickets_by_event, std::slice::from_ref(id)),
@@ -1843,6 +1844,7 @@ pub fn run_read(world: &mut World, read: &Resolved) -> Result<Answer, TxError> {
                 let views = c.read_list(
                     tx,
                     Kind::Tickets,
+                    None,
                     &mut |c, tx| linked(c, tx, c.handle(*x), "has_ticket", true),
                     &mut |c, tx| match &typed_id {
                         Some(id) => tx.range(c.t.tickets_by_transaction, std::slice::from_ref(id)),
@@ -1863,6 +1865,7 @@ pub fn run_read(world: &mut World, read: &Resolved) -> Result<Answer, TxError> {
                 let views = c.read_list(
                     tx,
                     Kind::Transactions,
+                    Some(&org),
                     &mut |c, tx| {
                         let docs = tx.range(
                             c.t.objects_by_org_type,
@@ -1921,6 +1924,7 @@ fn of_org(
     let views = c.read_list(
         tx,
         kind,
+        Some(org_id),
         &mut |c, tx| {
             tx.range(
                 c.t.objects_by_org_type,

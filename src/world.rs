@@ -1013,6 +1013,9 @@ impl Ctx {
                 if let Some(b) = &error.blocked_by {
                     q.insert("blockedBy".into(), Value::from(b.as_str()));
                 }
+                if let Some(org) = doc.get("organizationId") {
+                    q.insert("organizationId".into(), org.clone());
+                }
                 match quarantined {
                     Some(old) if old.fields == q => {}
                     Some(old) => tx.replace(old.id, q)?,
@@ -1390,20 +1393,32 @@ impl Ctx {
         )
     }
 
-    /// Whether any document of `kind` is quarantined.
-    pub fn has_quarantine(&self, tx: &mut Tx<'_>, kind: Kind) -> Result<bool, TxError> {
-        Ok(tx
-            .first(self.t.quarantine_by_kind, &[Value::from(kind.table())])?
-            .is_some())
+    /// Whether any document of `kind` (of organization `org`, if given) is quarantined.
+    pub fn has_quarantine(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        org: Option<&Value>,
+    ) -> Result<bool, TxError> {
+        let first = match org {
+            Some(org) => tx.first(
+                self.t.quarantine_by_kind_org,
+                &[Value::from(kind.table()), org.clone()],
+            )?,
+            None => tx.first(self.t.quarantine_by_kind, &[Value::from(kind.table())])?,
+        };
+        Ok(first.is_some())
     }
 
     /// A list read: `legacy` gathers the legacy documents, `typed` the typed rows; once
     /// reads are typed, quarantined legacy documents are merged in (if the plan serves
-    /// them). The result is sorted by key, as readers compare lists as sets.
+    /// them; `org` narrows the check for quarantined documents to one organization's). The
+    /// result is sorted by key, as readers compare lists as sets.
     pub fn read_list(
         &self,
         tx: &mut Tx<'_>,
         kind: Kind,
+        org: Option<&Value>,
         legacy: &mut Gather<'_>,
         typed: &mut Gather<'_>,
     ) -> Result<Vec<View>, TxError> {
@@ -1414,7 +1429,7 @@ impl Ctx {
                 views.push(self.view(kind, d));
             }
             if self.plan.quarantine_reads == QuarantineReads::ServeFromLegacy
-                && self.has_quarantine(tx, kind)?
+                && self.has_quarantine(tx, kind, org)?
             {
                 for d in legacy(self, tx)? {
                     if kind_of(&d.fields) == Some(kind)
@@ -1431,7 +1446,7 @@ impl Ctx {
                 }
             }
         }
-        views.sort_by(|a, b| view_key(a).cmp(&view_key(b)));
+        views.sort_by_cached_key(|v| view_key(v).cloned());
         Ok(views)
     }
 
