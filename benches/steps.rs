@@ -138,7 +138,7 @@ fn bench_size(
     let mut driver: Option<Driver> = None;
     let mut group = c.benchmark_group(format!("steps/{name}"));
     group
-        .sample_size(10)
+        .sample_size(30)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(measurement)
         .throughput(Throughput::Elements(CHUNK));
@@ -157,11 +157,11 @@ fn bench_size(
 }
 
 fn steps_1k_docs(c: &mut Criterion) {
-    bench_size(c, "1k_docs", 1_000, 2_000, Duration::from_secs(3));
+    bench_size(c, "1k_docs", 1_000, 2_000, Duration::from_secs(10));
 }
 
 fn steps_100k_docs(c: &mut Criterion) {
-    bench_size(c, "100k_docs", 100_000, STEPS_MAX, Duration::from_secs(5));
+    bench_size(c, "100k_docs", 100_000, STEPS_MAX, Duration::from_secs(20));
 }
 
 criterion_group!(benches, steps_1k_docs, steps_100k_docs);

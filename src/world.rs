@@ -9,7 +9,8 @@ use crate::plan::{Condition, Phase, Plan, QuarantineReads};
 use crate::schema::{Kind, Tables, new_store};
 use crate::store::{Doc, DocId, IndexKey, Limits, Store, Tx, TxError, Write};
 use crate::value::{Fields, Str, Value};
-use std::collections::{BTreeSet, HashMap};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// A client-side entity number, the same in every world: the n-th entity the workload
@@ -192,13 +193,16 @@ impl World {
                 migrating,
                 phases: [Phase::Legacy; 3],
                 handles: Vec::with_capacity(data.objects.len()),
-                id_keys: HashMap::with_capacity(data.objects.len() * 2),
+                id_keys: HashMap::with_capacity_and_hasher(
+                    data.objects.len() * 2,
+                    Default::default(),
+                ),
                 views: Default::default(),
                 retry_cursor: Default::default(),
                 unclean: Default::default(),
                 waiting: Default::default(),
                 unclean_stale: [false; 3],
-                mapped: HashMap::new(),
+                mapped: HashMap::default(),
                 org_ids: Vec::new(),
                 now: 0,
             },
