@@ -4,7 +4,7 @@
 
 use crate::validator::{ValidationError, Validator, parse_id};
 use crate::value::{Fields, Value, measure_fields};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -137,7 +137,9 @@ struct Table {
     def: TableDef,
     docs: BTreeMap<u32, Arc<Doc>>,
     seq_next: u32,
-    indexes: Vec<BTreeSet<IndexKey>>,
+    /// Each index maps its keys to the document version, so a range read needs no second
+    /// lookup in `docs`.
+    indexes: Vec<BTreeMap<IndexKey, Arc<Doc>>>,
 }
 
 /// The database: a fixed schema of tables, a clock, and the log of committed writes that the
@@ -166,7 +168,7 @@ impl Store {
         let tables = defs
             .into_iter()
             .map(|def| Table {
-                indexes: def.indexes.iter().map(|_| BTreeSet::new()).collect(),
+                indexes: def.indexes.iter().map(|_| BTreeMap::new()).collect(),
                 def,
                 docs: BTreeMap::new(),
                 seq_next: 1,
@@ -281,8 +283,7 @@ impl Store {
         prefix: &'a [Value],
     ) -> impl Iterator<Item = &'a Arc<Doc>> + 'a {
         let table = &self.tables[usize::from(index.table)];
-        range_after(&table.indexes[usize::from(index.index)], prefix, None)
-            .map(move |k| &table.docs[&k.id.seq])
+        range_after(&table.indexes[usize::from(index.index)], prefix, None).map(|(_, d)| d)
     }
 
     /// Takes the writes committed since the last call.
@@ -338,15 +339,20 @@ impl Store {
             let old_key = before.as_ref().map(|d| Store::index_key(def, d));
             let new_key = doc.as_ref().map(|d| Store::index_key(def, d));
             if old_key == new_key {
-                // Most updates do not touch indexed fields.
+                // Most updates do not touch indexed fields: the entry stays, pointing at the
+                // new version.
+                if let (Some(k), Some(d)) = (new_key, &doc) {
+                    let entry = index.get_mut(&k).expect("index out of step with its table");
+                    *entry = d.clone();
+                }
                 continue;
             }
             if let Some(k) = old_key {
                 let removed = index.remove(&k);
-                assert!(removed, "index out of step with its table");
+                assert!(removed.is_some(), "index out of step with its table");
             }
-            if let Some(k) = new_key {
-                index.insert(k);
+            if let (Some(k), Some(d)) = (new_key, &doc) {
+                index.insert(k, d.clone());
             }
         }
         before
@@ -354,10 +360,10 @@ impl Store {
 }
 
 fn range_after<'a>(
-    index: &'a BTreeSet<IndexKey>,
+    index: &'a BTreeMap<IndexKey, Arc<Doc>>,
     prefix: &'a [Value],
     after: Option<&IndexKey>,
-) -> impl Iterator<Item = &'a IndexKey> + 'a {
+) -> impl Iterator<Item = (&'a IndexKey, &'a Arc<Doc>)> + 'a {
     let lower = match after {
         Some(cursor) => Bound::Excluded(cursor.clone()),
         None => Bound::Included(IndexKey {
@@ -366,13 +372,15 @@ fn range_after<'a>(
             id: DocId { table: 0, seq: 0 },
         }),
     };
-    index.range((lower, Bound::Unbounded)).take_while(move |k| {
-        k.values.len() >= prefix.len()
-            && k.values
-                .iter()
-                .zip(prefix)
-                .all(|(a, b)| a.as_ref() == Some(b))
-    })
+    index
+        .range((lower, Bound::Unbounded))
+        .take_while(move |(k, _)| {
+            k.values.len() >= prefix.len()
+                && k.values
+                    .iter()
+                    .zip(prefix)
+                    .all(|(a, b)| a.as_ref() == Some(b))
+        })
 }
 
 /// One running mutation. Writes apply in place with an undo log, so the mutation reads its
@@ -438,12 +446,12 @@ impl Tx<'_> {
         let def = &table.def.indexes[usize::from(index.index)];
         let mut docs = Vec::new();
         let mut done = true;
-        for key in range_after(&table.indexes[usize::from(index.index)], prefix, after) {
+        for (_, doc) in range_after(&table.indexes[usize::from(index.index)], prefix, after) {
             if docs.len() == limit {
                 done = false;
                 break;
             }
-            docs.push(table.docs[&key.id.seq].clone());
+            docs.push(doc.clone());
         }
         let cursor = docs.last().map(|d| Store::index_key(def, d));
         for d in &docs {
