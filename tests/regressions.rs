@@ -19,6 +19,11 @@ fn to_read_typed(kind: Kind) -> Vec<Step> {
     steps
 }
 
+/// Takes every kind, in migration order, from `legacy` to `read_typed`.
+fn all_to_read_typed() -> Vec<Step> {
+    Kind::ALL.into_iter().flat_map(to_read_typed).collect()
+}
+
 fn clean_sim() -> Sim {
     let options = SimOptions {
         data: GenOptions {
@@ -39,10 +44,7 @@ fn clean_sim() -> Sim {
 #[test]
 fn typed_only_delete_then_in_flight_webhook_does_not_resurrect_the_transaction() {
     let mut sim = clean_sim();
-    let mut steps = Vec::new();
-    for kind in Kind::ALL {
-        steps.extend(to_read_typed(kind));
-    }
+    let mut steps = all_to_read_typed();
     steps.extend([
         step(Op::Advance {
             kind: Kind::Tickets,
@@ -80,10 +82,7 @@ fn typed_only_delete_then_in_flight_webhook_does_not_resurrect_the_transaction()
 #[test]
 fn reference_to_a_deleted_event_does_not_quarantine_its_transaction() {
     let mut sim = clean_sim();
-    let mut steps = Vec::new();
-    for kind in Kind::ALL {
-        steps.extend(to_read_typed(kind));
-    }
+    let mut steps = all_to_read_typed();
     steps.push(step(Op::Advance {
         kind: Kind::Tickets,
     }));
@@ -212,10 +211,7 @@ fn quarantined_ticket_moved_to_a_typed_only_event_is_still_listed_under_it() {
         &options,
         &one_purchase_with_a_dirty_ticket(),
     );
-    let mut steps = Vec::new();
-    for kind in Kind::ALL {
-        steps.extend(to_read_typed(kind));
-    }
+    let mut steps = all_to_read_typed();
     for kind in [Kind::Tickets, Kind::Transactions, Kind::Events] {
         steps.push(step(Op::Advance { kind }));
     }
