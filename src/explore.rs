@@ -67,6 +67,7 @@ pub fn op() -> impl Strategy<Value = Op> {
         18 => kind().prop_map(|kind| Op::Advance { kind }),
         5 => (lane(), s(), s(), 1u8..=3, any::<bool>(), s()).prop_map(|(lane, event, product, quantity, v1, seed)| Op::Checkout { lane, event, product, quantity, v1, seed }),
         4 => (lane(), s(), 0u8..6).prop_map(|(lane, txn, status)| Op::PaymentWebhook { lane, txn, status }),
+        2 => (lane(), s()).prop_map(|(lane, delivery)| Op::WebhookRedeliver { lane, delivery }),
         2 => (lane(), s(), any::<bool>()).prop_map(|(lane, txn, partial)| Op::Refund { lane, txn, partial }),
         4 => (kind(), s(), s()).prop_map(|(kind, target, seed)| Op::GenericUpdate { kind, target, seed }),
         4 => (s(), ticket_change()).prop_map(|(ticket, change)| Op::Ticket { ticket, change }),

@@ -104,6 +104,229 @@ pub enum QuarantineReads {
     Hide,
 }
 
+/// Where a write path writes the typed row relative to its legacy write.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DoubleWrite {
+    /// In the same mutation as the legacy write: both commit or neither does.
+    SameMutation,
+    /// In a separate mutation that the action runs as its next step, legacy first. An action
+    /// that crashes in between leaves a legacy document without its typed row. Only action
+    /// paths (`checkout`, `webhook`, `refund`) can do this.
+    SeparateMutation,
+    /// The write path does not write the typed side; only the backfill does.
+    None,
+}
+
+/// How a write path mirrors an update of an existing legacy document.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateMirroring {
+    /// Upsert by legacy id: insert the typed row if it is missing, replace it otherwise.
+    Upsert,
+    /// Patch the typed row if it exists; a missing row is left for the backfill.
+    Patch,
+    /// Replace the typed row, which must exist: the mutation fails if it does not.
+    Replace,
+    /// The typed row is not updated.
+    None,
+}
+
+/// How a delete is mirrored.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteMirroring {
+    /// The typed row (and any quarantine entry) is deleted with the legacy document.
+    Both,
+    /// Only the legacy document is deleted.
+    LegacyOnly,
+}
+
+/// How a backfill batch writes a typed row.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackfillWrite {
+    /// Look the row up by legacy id and insert or update it, in the batch's mutation.
+    Upsert,
+    /// Check which documents lack a typed row in one transaction, insert rows for them in
+    /// the next: a double write in between leaves two rows.
+    CheckThenInsert,
+    /// Insert without looking: a document the double write already copied gets a second row.
+    BlindInsert,
+}
+
+/// What a backfill batch does when the typed row it is about to write already exists.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackfillConflict {
+    /// Write the batch's copy over the row.
+    Overwrite,
+    /// Leave the existing row alone.
+    SkipExisting,
+    /// Write the batch's copy only if its `updatedAt` is later than the row's, compared inside
+    /// the writing transaction.
+    NewerWins,
+}
+
+/// When a backfill batch reads its page relative to writing it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackfillRead {
+    /// Page read and rows written in the same mutation.
+    SameMutation,
+    /// The page is read in one transaction and written from that copy in the next (as an
+    /// action does), so an app write in between can be overwritten by the stale copy.
+    SeparateTransaction,
+}
+
+/// When backfill batches may run.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackfillStart {
+    /// Only in phase `backfill`, after the double write went live in `double_write`.
+    WithDoubleWrite,
+    /// Already in `legacy` and `double_write`: documents written after the backfill copied
+    /// them, before the double write is live, keep stale or missing typed rows.
+    BeforeDoubleWrite,
+}
+
+/// What the mapping does with a legacy document that cannot map.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvalidDocuments {
+    /// Record it in `migrationQuarantine` with its path and reason; reads serve it as
+    /// `quarantine_reads` says.
+    Quarantine,
+    /// Leave it out silently: no typed row and no record.
+    Skip,
+    /// Throw: the mutation (a backfill batch, or the app write that double-writes it) fails.
+    Throw,
+}
+
+/// What typed rows hold in their reference fields.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum References {
+    /// Legacy ids are remapped to the typed ids of the rows they point to.
+    Remap,
+    /// References keep their `objects` ids (the typed schema declares them `v.id("objects")`),
+    /// so typed reads that join on typed ids find nothing.
+    KeepLegacy,
+}
+
+/// A read of the app (domain.md §4), by name, for `legacy_reads`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadName {
+    TransactionById,
+    TransactionsOfOrg,
+    TransactionsOfSession,
+    TotalsByOrg,
+    TicketById,
+    TicketsOfEvent,
+    TicketsOfTransaction,
+    TicketsOfOrgByStatus,
+    EventById,
+    EventsOfOrg,
+}
+
+/// A write path of the app, for per-path strategies.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WritePath {
+    /// The single-mutation paths: event create and edit, generic update and delete,
+    /// booking payment, invoicing, ticket lifecycle, data fixes.
+    App,
+    /// The checkout fulfillment action.
+    Checkout,
+    /// The Stripe payment webhook (an HTTP action calling a mutation).
+    Webhook,
+    /// The refund action.
+    Refund,
+}
+
+impl WritePath {
+    pub fn name(self) -> &'static str {
+        match self {
+            WritePath::App => "app",
+            WritePath::Checkout => "checkout",
+            WritePath::Webhook => "webhook",
+            WritePath::Refund => "refund",
+        }
+    }
+}
+
+/// A write path's own choices, overriding the plan-wide ones.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathStrategy {
+    pub double_write: Option<DoubleWrite>,
+    pub update_mirroring: Option<UpdateMirroring>,
+}
+
+/// How the plan's code does each part of the migration. The defaults are the seed plan's
+/// choices; each other value is one way a team might write it (see docs/plan-format.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Strategy {
+    pub double_write: DoubleWrite,
+    pub update_mirroring: UpdateMirroring,
+    pub delete_mirroring: DeleteMirroring,
+    pub backfill_write: BackfillWrite,
+    pub backfill_conflict: BackfillConflict,
+    pub backfill_read: BackfillRead,
+    pub backfill_start: BackfillStart,
+    pub invalid_documents: InvalidDocuments,
+    pub references: References,
+    /// Whether the payment webhook's mutation records each Stripe event id and ignores a
+    /// delivery it has already applied (Stripe redelivers, duplicates and reorders). The app
+    /// without the migration (the oracle) always does; `false` is a rewritten handler that
+    /// lost it.
+    pub webhook_dedupe: bool,
+    /// Per write path overrides of `double_write` and `update_mirroring`.
+    pub paths: std::collections::BTreeMap<WritePath, PathStrategy>,
+}
+
+impl Default for Strategy {
+    fn default() -> Self {
+        Strategy {
+            double_write: DoubleWrite::SameMutation,
+            update_mirroring: UpdateMirroring::Upsert,
+            delete_mirroring: DeleteMirroring::Both,
+            backfill_write: BackfillWrite::Upsert,
+            backfill_conflict: BackfillConflict::Overwrite,
+            backfill_read: BackfillRead::SameMutation,
+            backfill_start: BackfillStart::WithDoubleWrite,
+            invalid_documents: InvalidDocuments::Quarantine,
+            references: References::Remap,
+            webhook_dedupe: true,
+            paths: Default::default(),
+        }
+    }
+}
+
+impl Strategy {
+    pub fn double_write(&self, path: WritePath) -> DoubleWrite {
+        self.paths
+            .get(&path)
+            .and_then(|p| p.double_write)
+            .unwrap_or(self.double_write)
+    }
+
+    pub fn update_mirroring(&self, path: WritePath) -> UpdateMirroring {
+        self.paths
+            .get(&path)
+            .and_then(|p| p.update_mirroring)
+            .unwrap_or(self.update_mirroring)
+    }
+
+    /// Whether a backfill batch reads its page in one transaction and writes it in the next.
+    pub fn backfill_two_step(&self) -> bool {
+        self.backfill_read == BackfillRead::SeparateTransaction
+            || self.backfill_write == BackfillWrite::CheckThenInsert
+    }
+}
+
 /// The guards on each forward transition, named by the phase entered.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -160,6 +383,13 @@ pub struct Plan {
     /// is the safe one (both sides are still written).
     #[serde(default)]
     pub rollback_from: Vec<Phase>,
+    /// Reads the team has not ported: they keep their legacy form (reading `objects`) in
+    /// every phase. The phase controller does not know about them.
+    #[serde(default)]
+    pub legacy_reads: Vec<ReadName>,
+    /// How the plan's code does each part; the defaults are the seed's choices.
+    #[serde(default)]
+    pub strategy: Strategy,
     /// The kinds that migrate; a kind not listed stays `legacy`.
     pub kinds: Vec<KindPlan>,
 }
@@ -265,6 +495,27 @@ impl Plan {
                 }
             }
         }
+        for (path, p) in &self.strategy.paths {
+            if *path == WritePath::App && p.double_write == Some(DoubleWrite::SeparateMutation) {
+                return Err(invalid(
+                    "strategy.paths.app.double_write".into(),
+                    "the app's single-mutation paths have no separate mutation to put the typed write in (only checkout, webhook and refund are actions)".into(),
+                ));
+            }
+        }
+        if self.strategy.double_write == DoubleWrite::SeparateMutation
+            && self
+                .strategy
+                .paths
+                .get(&WritePath::App)
+                .and_then(|p| p.double_write)
+                .is_none()
+        {
+            return Err(invalid(
+                "strategy.double_write".into(),
+                "separate_mutation applies to action paths only; set it under [strategy.paths.checkout] (or webhook, refund), or override [strategy.paths.app]".into(),
+            ));
+        }
         for p in &self.rollback_from {
             if *p == Phase::Legacy {
                 return Err(invalid(
@@ -302,6 +553,11 @@ mod tests {
     #[test]
     fn seed_plan_parses() {
         let plan = Plan::seed();
+        assert_eq!(
+            plan.strategy,
+            Strategy::default(),
+            "the seed's choices are the defaults"
+        );
         assert_eq!(plan.kinds.len(), 3);
         assert_eq!(plan.quarantine_reads, QuarantineReads::ServeFromLegacy);
         assert!(plan.guards.read_typed.contains(&Condition::DiffClean));
@@ -332,6 +588,48 @@ mod tests {
                 other => panic!("expected an invalid plan at {field}, got {other:?}"),
             }
         }
+        let with_paths = |paths: &str| {
+            let at = SEED_PLAN.find("[[kinds]]").expect("kinds");
+            format!("{}{paths}\n\n{}", &SEED_PLAN[..at], &SEED_PLAN[at..])
+        };
+        match Plan::parse(
+            &with_paths("[strategy.paths.app]\ndouble_write = \"separate_mutation\""),
+            "x.toml",
+        ) {
+            Err(PlanError::Invalid { field, .. }) => {
+                assert_eq!(field, "strategy.paths.app.double_write");
+            }
+            other => panic!("expected an invalid plan, got {other:?}"),
+        }
+        match Plan::parse(
+            &with_paths("[strategy]\ndouble_write = \"separate_mutation\""),
+            "x.toml",
+        ) {
+            Err(PlanError::Invalid { field, .. }) => assert_eq!(field, "strategy.double_write"),
+            other => panic!("expected an invalid plan, got {other:?}"),
+        }
+        let plan = Plan::parse(
+            &with_paths("[strategy]\ndouble_write = \"separate_mutation\"\n\n[strategy.paths.app]\ndouble_write = \"same_mutation\""),
+            "x.toml",
+        )
+        .expect("actions separate, app paths in the same mutation");
+        assert_eq!(
+            plan.strategy.double_write(WritePath::Checkout),
+            DoubleWrite::SeparateMutation
+        );
+        assert_eq!(
+            plan.strategy.double_write(WritePath::App),
+            DoubleWrite::SameMutation
+        );
+        let err = Plan::parse(
+            &with_paths("[strategy]\nupdate_mirroring = \"sometimes\""),
+            "x.toml",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown variant `sometimes`"),
+            "{err}"
+        );
         let err = Plan::parse("name = 1", "x.toml").unwrap_err();
         assert!(matches!(err, PlanError::Parse { .. }), "{err}");
         let err = Plan::parse(

@@ -2,6 +2,7 @@
 //! strict typed tables (`events`, `transactions`, `tickets`), and the migration's own
 //! bookkeeping tables (`migrationProgress`, `migrationQuarantine`).
 
+use crate::plan::References;
 use crate::store::{IndexDef, IndexRef, Limits, Store, TableDef, TableNo};
 use crate::validator::Validator as V;
 use serde::{Deserialize, Serialize};
@@ -243,12 +244,34 @@ pub fn is_typed_field(kind: Kind, name: &str) -> bool {
 
 /// The strict validator of a typed table.
 pub fn typed_validator(kind: Kind) -> V {
+    typed_validator_with(kind, References::Remap)
+}
+
+/// The strict validator of a typed table as a plan declares it: with `keep_legacy`
+/// references, the reference fields that point to migrating kinds are `v.id("objects")`.
+pub fn typed_validator_with(kind: Kind, references: References) -> V {
+    fn keep_legacy(v: V) -> V {
+        match v {
+            V::Id(t) if Kind::parse(&t).is_some() => V::id("objects"),
+            V::Optional(i) => opt(keep_legacy(*i)),
+            V::Array(i) => V::array(keep_legacy(*i)),
+            V::Object(fields) => V::Object(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (k, keep_legacy(v)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
     let mut spec: Vec<(String, V)> = vec![("legacyId".to_string(), opt(V::id("objects")))];
-    spec.extend(
-        kind_fields(kind)
-            .into_iter()
-            .map(|s| (s.name.to_string(), s.validator)),
-    );
+    spec.extend(kind_fields(kind).into_iter().map(|s| {
+        let v = match references {
+            References::Remap => s.validator,
+            References::KeepLegacy => keep_legacy(s.validator),
+        };
+        (s.name.to_string(), v)
+    }));
     spec.push(("metadata".to_string(), opt(V::Record(Box::new(V::Any)))));
     V::Object(spec)
 }
@@ -262,6 +285,11 @@ fn idx(name: &'static str, fields: &[&'static str]) -> IndexDef {
 
 /// Every table of the app, legacy and typed, with their indexes.
 pub fn tables() -> Vec<TableDef> {
+    tables_with(References::Remap)
+}
+
+/// Every table, with the typed tables' reference fields declared as the plan says.
+pub fn tables_with(references: References) -> Vec<TableDef> {
     vec![
         TableDef {
             name: "organizations",
@@ -291,7 +319,7 @@ pub fn tables() -> Vec<TableDef> {
         },
         TableDef {
             name: "events",
-            validator: Some(typed_validator(Kind::Events)),
+            validator: Some(typed_validator_with(Kind::Events, references)),
             indexes: vec![
                 idx("by_legacy", &["legacyId"]),
                 idx("by_org", &["organizationId"]),
@@ -299,7 +327,7 @@ pub fn tables() -> Vec<TableDef> {
         },
         TableDef {
             name: "transactions",
-            validator: Some(typed_validator(Kind::Transactions)),
+            validator: Some(typed_validator_with(Kind::Transactions, references)),
             indexes: vec![
                 idx("by_legacy", &["legacyId"]),
                 idx("by_org", &["organizationId"]),
@@ -308,13 +336,19 @@ pub fn tables() -> Vec<TableDef> {
         },
         TableDef {
             name: "tickets",
-            validator: Some(typed_validator(Kind::Tickets)),
+            validator: Some(typed_validator_with(Kind::Tickets, references)),
             indexes: vec![
                 idx("by_legacy", &["legacyId"]),
                 idx("by_event", &["eventId"]),
                 idx("by_transaction", &["transactionId"]),
                 idx("by_org_status", &["organizationId", "status"]),
             ],
+        },
+        // The Stripe event ids the payment webhook has applied (the app's own dedupe record).
+        TableDef {
+            name: "webhookEvents",
+            validator: Some(V::object(vec![("eventId", V::String)])),
+            indexes: vec![idx("by_event_id", &["eventId"])],
         },
         TableDef {
             name: "migrationProgress",
@@ -386,6 +420,8 @@ pub struct Tables {
     pub quarantine_by_kind: IndexRef,
     pub id_map_by_legacy: IndexRef,
     pub quarantine_by_kind_org: IndexRef,
+    pub webhook_events: TableNo,
+    pub webhook_events_by_id: IndexRef,
 }
 
 impl Tables {
@@ -414,6 +450,8 @@ impl Tables {
             quarantine_by_kind: s.index("migrationQuarantine", "by_kind"),
             id_map_by_legacy: s.index("migrationIdMap", "by_legacy"),
             quarantine_by_kind_org: s.index("migrationQuarantine", "by_kind_org"),
+            webhook_events: s.table("webhookEvents"),
+            webhook_events_by_id: s.index("webhookEvents", "by_event_id"),
         }
     }
 
@@ -427,5 +465,10 @@ impl Tables {
 
 /// A new store with the app's schema.
 pub fn new_store(limits: Limits) -> Store {
-    Store::new(tables(), limits)
+    new_store_with(limits, References::Remap)
+}
+
+/// A new store with the app's schema, typed references declared as the plan says.
+pub fn new_store_with(limits: Limits, references: References) -> Store {
+    Store::new(tables_with(references), limits)
 }

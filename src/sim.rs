@@ -4,7 +4,7 @@
 
 use crate::data::{self, Dataset, GenOptions, TxShape};
 use crate::domain::{for_each_reference, kind_of};
-use crate::plan::{Phase, Plan};
+use crate::plan::{DoubleWrite, Phase, Plan, ReadName, UpdateMirroring, WritePath};
 use crate::schema::{Kind, PAYMENT_STATUSES, TICKET_STATUSES, typed_validator_of};
 use crate::store::{Doc, DocId, TxError, Write};
 use crate::value::{Fields, Value};
@@ -40,6 +40,23 @@ pub enum Read {
     TicketsOfOrgByStatus { org: Sel, status: u8 },
     EventById { event: Sel },
     EventsOfOrg { org: Sel },
+}
+
+impl Read {
+    pub fn name(&self) -> ReadName {
+        match self {
+            Read::TransactionById { .. } => ReadName::TransactionById,
+            Read::TransactionsOfOrg { .. } => ReadName::TransactionsOfOrg,
+            Read::TransactionsOfSession { .. } => ReadName::TransactionsOfSession,
+            Read::TotalsByOrg { .. } => ReadName::TotalsByOrg,
+            Read::TicketById { .. } => ReadName::TicketById,
+            Read::TicketsOfEvent { .. } => ReadName::TicketsOfEvent,
+            Read::TicketsOfTransaction { .. } => ReadName::TicketsOfTransaction,
+            Read::TicketsOfOrgByStatus { .. } => ReadName::TicketsOfOrgByStatus,
+            Read::EventById { .. } => ReadName::EventById,
+            Read::EventsOfOrg { .. } => ReadName::EventsOfOrg,
+        }
+    }
 }
 
 /// A ticket lifecycle change.
@@ -106,6 +123,11 @@ pub enum Op {
         lane: Lane,
         txn: Sel,
         status: u8,
+    },
+    /// Stripe delivers an earlier payment event again (a duplicate, possibly out of order).
+    WebhookRedeliver {
+        lane: Lane,
+        delivery: Sel,
     },
     Refund {
         lane: Lane,
@@ -295,11 +317,98 @@ enum ActionKind {
     Webhook {
         txn: Key,
         status: &'static str,
+        /// The Stripe event id of the delivery (a redelivery repeats it).
+        event: u32,
     },
     Refund {
         txn: Key,
         partial: bool,
     },
+}
+
+impl ActionKind {
+    fn path(&self) -> WritePath {
+        match self {
+            ActionKind::Checkout { .. } => WritePath::Checkout,
+            ActionKind::Webhook { .. } => WritePath::Webhook,
+            ActionKind::Refund { .. } => WritePath::Refund,
+        }
+    }
+
+    /// The action's program: one transaction (or external call) per stage. With
+    /// `separate` double writes, each stage that writes an entity is followed by the
+    /// separate mutation that writes its typed side.
+    fn program(&self, separate: bool) -> Vec<Stage> {
+        let base: Vec<Stage> = match self {
+            ActionKind::Checkout { tickets, .. } => {
+                let q = tickets.len();
+                std::iter::once(Stage::CreateSession)
+                    .chain((0..q).map(Stage::InsertTicket))
+                    .chain([Stage::InsertTransaction, Stage::MarkPaid])
+                    .chain((0..q).flat_map(|i| [Stage::ReadTicket(i), Stage::LinkTicket(i)]))
+                    .collect()
+            }
+            ActionKind::Webhook { .. } => vec![Stage::Deliver, Stage::ApplyStatus],
+            ActionKind::Refund { .. } => {
+                vec![Stage::ReadForRefund, Stage::CallStripe, Stage::RecordRefund]
+            }
+        };
+        if !separate {
+            return base;
+        }
+        base.into_iter()
+            .flat_map(|st| std::iter::once(st).chain(st.writes_entity().then_some(Stage::Mirror)))
+            .collect()
+    }
+
+    /// The entity a stage writes, if any (links aside).
+    fn writes(&self, stage: Stage) -> Option<(Kind, Key)> {
+        match (self, stage) {
+            (
+                ActionKind::Checkout { tickets, .. },
+                Stage::InsertTicket(i) | Stage::LinkTicket(i),
+            ) => Some((Kind::Tickets, tickets[i])),
+            (ActionKind::Checkout { txn, .. }, Stage::InsertTransaction | Stage::MarkPaid)
+            | (ActionKind::Webhook { txn, .. }, Stage::ApplyStatus)
+            | (ActionKind::Refund { txn, .. }, Stage::RecordRefund) => {
+                Some((Kind::Transactions, *txn))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One transaction (or external call) of an action's program.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Stage {
+    CreateSession,
+    InsertTicket(usize),
+    InsertTransaction,
+    MarkPaid,
+    ReadTicket(usize),
+    LinkTicket(usize),
+    /// Stripe's delivery reaches the HTTP action.
+    Deliver,
+    ApplyStatus,
+    ReadForRefund,
+    CallStripe,
+    RecordRefund,
+    /// The typed half of the previous stage's double write, as its own mutation.
+    Mirror,
+}
+
+impl Stage {
+    fn writes_entity(self) -> bool {
+        matches!(
+            self,
+            Stage::InsertTicket(_)
+                | Stage::InsertTransaction
+                | Stage::MarkPaid
+                | Stage::LinkTicket(_)
+                | Stage::ApplyStatus
+                | Stage::RecordRefund
+        )
+    }
 }
 
 /// An action in flight: its program, its program counter, and per world whether it has
@@ -309,8 +418,12 @@ struct InFlight {
     number: usize,
     lane: Lane,
     kind: ActionKind,
+    program: Vec<Stage>,
     pc: usize,
     failed: [bool; 2],
+    /// The migrated world's legacy writes of the previous stage whose typed write is the
+    /// next (`Stage::Mirror`) stage.
+    deferred: Vec<(Kind, DocId)>,
     /// What an earlier step read: the reader's view and, for the planted stale-copy bug, the
     /// raw document.
     captured: [Option<(View, Option<Arc<Doc>>)>; 2],
@@ -318,10 +431,14 @@ struct InFlight {
 
 impl InFlight {
     fn len(&self) -> usize {
-        match &self.kind {
-            ActionKind::Checkout { tickets, .. } => 1 + tickets.len() + 2 + 2 * tickets.len(),
-            ActionKind::Webhook { .. } => 2,
-            ActionKind::Refund { .. } => 3,
+        self.program.len()
+    }
+
+    /// The entity that stage `pc` writes (a mirror stage writes its previous stage's).
+    fn writes(&self, pc: usize) -> Option<(Kind, Key)> {
+        match self.program[pc] {
+            Stage::Mirror => self.writes(pc - 1),
+            stage => self.kind.writes(stage),
         }
     }
 
@@ -388,6 +505,8 @@ pub struct Sim {
     book: KeyBook,
     actions: Vec<InFlight>,
     actions_started: usize,
+    /// Every payment webhook delivery so far: transaction, status, Stripe event id.
+    deliveries: Vec<(Key, &'static str, u32)>,
     /// Keys deleted in the oracle.
     deleted: BTreeSet<Key>,
     /// Keys written since each kind's last phase switch, re-read at the next switch.
@@ -461,6 +580,7 @@ impl Sim {
             book,
             actions: Vec::new(),
             actions_started: 0,
+            deliveries: Vec::new(),
             deleted: BTreeSet::new(),
             written_since_switch: Default::default(),
             pending,
@@ -566,8 +686,9 @@ impl Sim {
                 Ok(())
             }
             Op::BackfillCrash { kind } => {
-                // The driver keeps nothing in memory: each batch reads its cursor from
-                // migrationProgress, so a restart resumes exactly there.
+                // The driver keeps only a page read and not yet written in memory: each batch
+                // reads its cursor from migrationProgress, so a restart resumes exactly there.
+                self.migrated.backfill_crash(*kind);
                 let p = self.migrated.progress(*kind);
                 self.note("backfill", || {
                     format!(
@@ -655,7 +776,17 @@ impl Sim {
                     return Ok(());
                 };
                 let status = PAYMENT_STATUSES[usize::from(*status) % PAYMENT_STATUSES.len()];
-                self.start(*lane, ActionKind::Webhook { txn, status })
+                let event = self.deliveries.len() as u32 + 1;
+                self.deliveries.push((txn, status, event));
+                self.start(*lane, ActionKind::Webhook { txn, status, event })
+            }
+            Op::WebhookRedeliver { lane, delivery } => {
+                // Stripe redelivers an earlier event: a duplicate, and out of order if later
+                // events were delivered since.
+                let Some((txn, status, event)) = pick(&self.deliveries, *delivery) else {
+                    return Ok(());
+                };
+                self.start(*lane, ActionKind::Webhook { txn, status, event })
             }
             Op::Refund { lane, txn, partial } => {
                 let Some(txn) = pick(&self.book.kinds[Kind::Transactions.index()], *txn) else {
@@ -678,12 +809,16 @@ impl Sim {
             return Ok(());
         }
         self.actions_started += 1;
+        let separate =
+            self.migrated.plan.strategy.double_write(kind.path()) == DoubleWrite::SeparateMutation;
         let a = InFlight {
             number: self.actions_started,
             lane,
+            program: kind.program(separate),
             kind,
             pc: 0,
             failed: [false; 2],
+            deferred: Vec::new(),
             captured: [None, None],
         };
         self.note(a.name(), || {
@@ -1045,7 +1180,24 @@ impl Sim {
             } else {
                 &mut self.oracle
             };
-            let r = action_transaction(world, &mut a, w, pc, skew, now_ms, &mut description);
+            world.ctx.set_path(a.kind.path());
+            let r = if a.program[pc] == Stage::Mirror {
+                description = "write the typed side of the previous step".into();
+                let deferred = std::mem::take(&mut a.deferred);
+                world.mutate(skew, |c, tx| {
+                    for (kind, legacy) in &deferred {
+                        c.mirror_now(tx, *kind, *legacy, UpdateMirroring::Upsert)?;
+                    }
+                    Ok(())
+                })
+            } else {
+                action_transaction(world, &mut a, w, pc, skew, now_ms, &mut description)
+            };
+            let deferred = world.ctx.take_deferred();
+            world.ctx.set_path(WritePath::App);
+            if w == MIGRATED && r.is_ok() {
+                a.deferred = deferred;
+            }
             if r.is_err() {
                 a.failed[w] = true;
             }
@@ -1061,7 +1213,7 @@ impl Sim {
                 describe_outcomes(&outcomes)
             )
         });
-        if let Some((kind, key)) = action_writes(&a.kind, pc) {
+        if let Some((kind, key)) = a.writes(pc) {
             self.written(kind, key);
         }
         // The key book learns an entity when the step that creates it runs (once per action;
@@ -1073,12 +1225,15 @@ impl Sim {
             ..
         } = &a.kind
         {
-            if pc == 0 {
-                self.book.sessions.push(*session);
-            } else if pc <= tickets.len() {
-                self.book.kinds[Kind::Tickets.index()].push(tickets[pc - 1]);
-            } else if pc == tickets.len() + 1 {
-                self.book.kinds[Kind::Transactions.index()].push(*txn);
+            match a.program[pc] {
+                Stage::CreateSession => self.book.sessions.push(*session),
+                Stage::InsertTicket(i) => {
+                    self.book.kinds[Kind::Tickets.index()].push(tickets[i]);
+                }
+                Stage::InsertTransaction => {
+                    self.book.kinds[Kind::Transactions.index()].push(*txn);
+                }
+                _ => {}
             }
         }
         if a.pc >= a.len() {
@@ -1096,8 +1251,9 @@ impl Sim {
             return Ok(());
         };
         self.stats.reads += 1;
-        let m = run_read(&mut self.migrated, &resolved);
-        let o = run_read(&mut self.oracle, &resolved);
+        let legacy = self.migrated.plan.legacy_reads.contains(&read.name());
+        let m = run_read(&mut self.migrated, &resolved, legacy);
+        let o = run_read(&mut self.oracle, &resolved, false);
         let describe = |r: &Result<Answer, TxError>| match r {
             Ok(v) => v.to_string(),
             Err(e) => format!("error: {e}"),
@@ -1200,7 +1356,13 @@ impl Sim {
             return Ok(());
         };
         let id = world.id_string(row.id);
-        if let Err(e) = typed_validator_of(kind).validate_fields(&row.fields) {
+        // The table's validator as the plan declares it (`references = "keep_legacy"`
+        // declares references `v.id("objects")`), checked whether or not the store validates.
+        let validator = world
+            .store
+            .validator(row.id.table)
+            .unwrap_or_else(|| typed_validator_of(kind));
+        if let Err(e) = validator.validate_fields(&row.fields) {
             return Err(self.fail(
                 Invariant::TypedRowValid,
                 format!("{id} does not validate against {kind}: {e}"),
@@ -1377,26 +1539,6 @@ fn first_difference(expected: &Fields, seen: &Fields) -> String {
     }
 }
 
-/// The entity that step `pc` of an action writes, if any (links aside).
-fn action_writes(kind: &ActionKind, pc: usize) -> Option<(Kind, Key)> {
-    match kind {
-        ActionKind::Checkout { tickets, txn, .. } => {
-            let q = tickets.len();
-            if (1..=q).contains(&pc) {
-                Some((Kind::Tickets, tickets[pc - 1]))
-            } else if pc == q + 1 || pc == q + 2 {
-                Some((Kind::Transactions, *txn))
-            } else if pc > q + 2 && (pc - q - 3) % 2 == 1 {
-                Some((Kind::Tickets, tickets[(pc - q - 3) / 2]))
-            } else {
-                None
-            }
-        }
-        ActionKind::Webhook { txn, .. } => (pc == 1).then_some((Kind::Transactions, *txn)),
-        ActionKind::Refund { txn, .. } => (pc == 2).then_some((Kind::Transactions, *txn)),
-    }
-}
-
 /// Runs step `pc` of an action in one world: one transaction (or an external call).
 fn action_transaction(
     world: &mut World,
@@ -1418,8 +1560,15 @@ fn action_transaction(
             seed,
         } => {
             let q = tickets.len();
-            let mut rng = data::rng(u64::from(seed) << 8 | pc as u64);
-            if pc == 0 {
+            let stage = a.program[pc];
+            // Stage numbers as in the program without mirror stages.
+            let n = match stage {
+                Stage::InsertTicket(i) => i + 1,
+                Stage::InsertTransaction => q + 1,
+                _ => 0,
+            };
+            let mut rng = data::rng(u64::from(seed) << 8 | n as u64);
+            if stage == Stage::CreateSession {
                 *description = format!("create checkout session #{session} for event #{event}");
                 let id = world.mutate(skew, |c, tx| {
                     let ev = c
@@ -1445,9 +1594,10 @@ fn action_transaction(
                 })?;
                 world.ctx.register(session, id);
                 Ok(())
-            } else if pc <= q {
-                let t = tickets[pc - 1];
-                *description = format!("insert ticket #{t} ({} of {q})", pc);
+            } else if let Stage::InsertTicket(i) = stage {
+                let pc = i + 1;
+                let t = tickets[i];
+                *description = format!("insert ticket #{t} ({pc} of {q})");
                 let id = world.mutate(skew, |c, tx| {
                     let ev = c
                         .read_one(tx, Kind::Events, event)?
@@ -1485,7 +1635,7 @@ fn action_transaction(
                 })?;
                 world.ctx.register(t, id);
                 Ok(())
-            } else if pc == q + 1 {
+            } else if stage == Stage::InsertTransaction {
                 *description = format!(
                     "insert transaction #{txn} ({})",
                     if v1 { "v1" } else { "v2" }
@@ -1528,7 +1678,7 @@ fn action_transaction(
                 })?;
                 world.ctx.register(txn, id);
                 Ok(())
-            } else if pc == q + 2 {
+            } else if stage == Stage::MarkPaid {
                 *description = format!("patch transaction #{txn}: paid");
                 let changes = [
                     Change {
@@ -1550,9 +1700,11 @@ fn action_transaction(
                     c.update(tx, Kind::Transactions, txn, &changes)
                 })
             } else {
-                let i = (pc - q - 3) / 2;
+                let (Stage::ReadTicket(i) | Stage::LinkTicket(i)) = stage else {
+                    unreachable!("checkout programs have no stage {stage:?}");
+                };
                 let t = tickets[i];
-                if (pc - q - 3).is_multiple_of(2) {
+                if matches!(stage, Stage::ReadTicket(_)) {
                     *description = format!("read ticket #{t} to link it");
                     let found = world.mutate(skew, |c, tx| c.read_one(tx, Kind::Tickets, t))?;
                     a.captured[w] = found.map(|view| (view, None));
@@ -1585,12 +1737,14 @@ fn action_transaction(
                 }
             }
         }
-        ActionKind::Webhook { txn, status } => {
-            if pc == 0 {
-                *description = format!("Stripe delivers {status} for transaction #{txn}");
+        ActionKind::Webhook { txn, status, event } => {
+            if a.program[pc] == Stage::Deliver {
+                *description =
+                    format!("Stripe delivers evt_{event}: {status} for transaction #{txn}");
                 return Ok(());
             }
-            *description = format!("apply payment status {status} to transaction #{txn}");
+            *description =
+                format!("apply evt_{event}: payment status {status} to transaction #{txn}");
             let changes = [
                 Change {
                     field: "paymentStatus",
@@ -1601,13 +1755,27 @@ fn action_transaction(
                     value: Some(Arg::Plain(Value::Float64(now_ms))),
                 },
             ];
-            let mirror = !world.bugs.payment_not_mirrored;
+            // The app without the migration dedupes by event id; the migrated handler does
+            // if the plan says so.
+            let dedupe = w == ORACLE || world.plan.strategy.webhook_dedupe;
             world.mutate(skew, |c, tx| {
-                c.update_with(tx, Kind::Transactions, txn, &changes, mirror)
+                if dedupe {
+                    let id = Value::String(compact_str::format_compact!("evt_{event}"));
+                    if tx
+                        .first(c.t.webhook_events_by_id, std::slice::from_ref(&id))?
+                        .is_some()
+                    {
+                        return Ok(());
+                    }
+                    let mut f = Fields::new();
+                    f.insert("eventId".into(), id);
+                    tx.insert(c.t.webhook_events, f)?;
+                }
+                c.update(tx, Kind::Transactions, txn, &changes)
             })
         }
-        ActionKind::Refund { txn, partial } => match pc {
-            0 => {
+        ActionKind::Refund { txn, partial } => match a.program[pc] {
+            Stage::ReadForRefund => {
                 *description = format!("read transaction #{txn} for a refund");
                 let captured = world.mutate(skew, |c, tx| {
                     let view = c.read_one(tx, Kind::Transactions, txn)?;
@@ -1621,7 +1789,7 @@ fn action_transaction(
                 a.captured[w] = captured;
                 Ok(())
             }
-            1 => {
+            Stage::CallStripe => {
                 *description = format!("call Stripe to refund transaction #{txn}");
                 Ok(())
             }
@@ -1812,7 +1980,16 @@ impl fmt::Display for Answer {
 }
 
 /// Runs a read as one query in a world, returning what the reader sees.
-pub fn run_read(world: &mut World, read: &Resolved) -> Result<Answer, TxError> {
+/// Runs a read in one world; `legacy` keeps it on its legacy form whatever the phase (the
+/// plan's `legacy_reads`).
+pub fn run_read(world: &mut World, read: &Resolved, legacy: bool) -> Result<Answer, TxError> {
+    world.ctx.set_legacy_read(legacy);
+    let answer = run_read_routed(world, read);
+    world.ctx.set_legacy_read(false);
+    answer
+}
+
+fn run_read_routed(world: &mut World, read: &Resolved) -> Result<Answer, TxError> {
     world.mutate(0, |c, tx| {
         let list = Answer::Many;
         match read {
@@ -2033,6 +2210,9 @@ fn describe_backfill(o: &Result<BackfillOutcome, TxError>) -> String {
     match o {
         Ok(BackfillOutcome::NotRunning(p)) => format!("not running ({p})"),
         Ok(BackfillOutcome::AlreadyDone) => "already done".into(),
+        Ok(BackfillOutcome::PageRead { read }) => {
+            format!("read a page of {read} (written by the next batch step)")
+        }
         Ok(BackfillOutcome::Batch {
             read,
             migrated,

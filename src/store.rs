@@ -191,6 +191,12 @@ impl Store {
         &self.limits
     }
 
+    /// The validator a table declares (`None` for a loose table), whether or not schema
+    /// validation is on.
+    pub fn validator(&self, table: TableNo) -> Option<&Validator> {
+        self.tables[usize::from(table)].def.validator.as_ref()
+    }
+
     /// The table number of a table name; panics on an unknown name (a bug in the caller).
     pub fn table(&self, name: &str) -> TableNo {
         self.try_table(name)

@@ -5,8 +5,12 @@
 
 use crate::data::Dataset;
 use crate::domain::{MapError, derive, for_each_reference, kind_of};
-use crate::plan::{Condition, Phase, Plan, QuarantineReads};
-use crate::schema::{Kind, Tables, new_store};
+use crate::plan::{
+    BackfillConflict, BackfillRead, BackfillStart, BackfillWrite, Condition, DeleteMirroring,
+    DoubleWrite, InvalidDocuments, Phase, Plan, QuarantineReads, References, UpdateMirroring,
+    WritePath,
+};
+use crate::schema::{Kind, Tables, new_store_with};
 use crate::store::{Doc, DocId, IndexKey, Limits, Store, Tx, TxError, Write};
 use crate::value::{Fields, Str, Value};
 use rustc_hash::FxHashMap as HashMap;
@@ -21,13 +25,10 @@ pub type Key = u32;
 /// Bugs that tests plant in the write paths, the backfill or the mapping, to show that each
 /// invariant catches the bug it guards against. All off in real runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// Deviations a team could write into its plan are plan strategies instead (see
+/// `plan::Strategy` and `plans/unsafe/`); these are bugs no plan would choose.
 pub struct PlantedBugs {
-    /// The payment webhook's mutation updates `objects` but not the typed row.
-    pub payment_not_mirrored: bool,
-    /// Deletes are not mirrored: the typed row outlives its legacy document.
-    pub delete_not_mirrored: bool,
-    /// The backfill inserts typed rows blindly, without looking up the legacy id.
-    pub backfill_blind_insert: bool,
     /// The backfill advances its cursor past the last document of each page without
     /// copying it.
     pub backfill_skips_last: bool,
@@ -68,7 +69,44 @@ const TOP_FIELDS: [&str; 2] = ["name", "status"];
 pub enum Synced {
     Migrated,
     Quarantined(MapError),
+    /// It cannot map and the plan skips such documents silently.
+    Skipped(MapError),
+    /// The typed row existed and the backfill's conflict policy left it alone.
+    Kept,
     Removed,
+}
+
+/// What one batch did to its documents.
+#[derive(Default)]
+struct BatchCounts {
+    migrated: usize,
+    quarantined: usize,
+    /// Documents of another kind (support tickets), invalid documents the plan skips, and
+    /// rows the conflict policy kept.
+    skipped: usize,
+}
+
+impl BatchCounts {
+    fn add(&mut self, s: &Synced) {
+        match s {
+            Synced::Migrated => self.migrated += 1,
+            Synced::Quarantined(_) => self.quarantined += 1,
+            Synced::Skipped(_) | Synced::Kept => self.skipped += 1,
+            Synced::Removed => {}
+        }
+    }
+}
+
+/// A backfill page read in one transaction, waiting to be written in the next
+/// (`backfill_read = "separate_transaction"` or `backfill_write = "check_then_insert"`).
+#[derive(Clone, Debug)]
+pub struct PendingPage {
+    /// The documents as read, and whether each had a typed row then.
+    pub docs: Vec<(Arc<Doc>, bool)>,
+    /// Where the cursor moves when the page is written.
+    pub cursor: Option<IndexKey>,
+    pub done: bool,
+    pub processed: usize,
 }
 
 /// The migration's progress on one kind, as persisted in `migrationProgress`.
@@ -88,6 +126,10 @@ pub struct Progress {
 pub enum BackfillOutcome {
     NotRunning(Phase),
     AlreadyDone,
+    /// The first transaction of a two-step batch: the page was read and is held in memory.
+    PageRead {
+        read: usize,
+    },
     Batch {
         read: usize,
         migrated: usize,
@@ -144,6 +186,18 @@ pub struct Ctx {
     /// Where the operator's quarantine retry resumes, per kind (the job's own memory, not
     /// app state).
     retry_cursor: [Option<IndexKey>; 3],
+    /// The write path whose mutation runs now (set by the caller; the strategies of
+    /// `plan::Strategy` can differ per path).
+    path: std::cell::Cell<WritePath>,
+    /// Whether the read running now keeps its legacy form whatever the phase (the plan's
+    /// `legacy_reads`).
+    legacy_read: std::cell::Cell<bool>,
+    /// Legacy documents written by the current mutation whose typed write the plan puts in
+    /// a separate mutation; the action runs it as its next step (`take_deferred`).
+    deferred: std::cell::RefCell<Vec<(Kind, DocId)>>,
+    /// Per kind, a backfill page read and not yet written (the driver's memory: a crash
+    /// loses it).
+    pending_page: [Option<PendingPage>; 3],
     /// Memoized views (see `view`); looked up by id, never iterated.
     views: std::cell::RefCell<HashMap<DocId, (Arc<Doc>, View)>>,
     org_ids: Vec<DocId>,
@@ -178,7 +232,7 @@ impl World {
         bugs: PlantedBugs,
         limits: Limits,
     ) -> World {
-        let mut store = new_store(limits);
+        let mut store = new_store_with(limits, plan.strategy.references);
         if bugs.invalid_ticket_number || !plan.schema_validation {
             store.set_validation(false);
         }
@@ -198,6 +252,10 @@ impl World {
                     Default::default(),
                 ),
                 views: Default::default(),
+                path: std::cell::Cell::new(WritePath::App),
+                legacy_read: std::cell::Cell::new(false),
+                deferred: Default::default(),
+                pending_page: Default::default(),
                 retry_cursor: Default::default(),
                 unclean: Default::default(),
                 waiting: Default::default(),
@@ -405,14 +463,26 @@ impl World {
             .expect("progress rows exist from the start")
     }
 
-    /// One backfill batch of `kind`: one mutation that reads the page after the persisted
-    /// cursor, syncs each document's typed row by legacy id, and advances the cursor.
+    /// One backfill batch of `kind`. With the seed's strategy it is one mutation that reads
+    /// the page after the persisted cursor, syncs each document's typed row by legacy id, and
+    /// advances the cursor. With a two-step strategy (`Strategy::backfill_two_step`), one call
+    /// reads the page and holds it, the next writes it and advances the cursor.
     pub fn backfill_batch(&mut self, kind: Kind) -> Result<BackfillOutcome, TxError> {
         let phase = self.phase(kind);
-        if !self.migrating || phase != Phase::Backfill {
+        let runs = match self.plan.strategy.backfill_start {
+            BackfillStart::WithDoubleWrite => phase == Phase::Backfill,
+            BackfillStart::BeforeDoubleWrite => phase <= Phase::Backfill,
+        };
+        if !self.migrating || self.plan.kind(kind).is_none() || !runs {
             return Ok(BackfillOutcome::NotRunning(phase));
         }
         let batch = self.plan.batch_size(kind);
+        if self.plan.strategy.backfill_two_step() {
+            return match self.ctx.pending_page[kind.index()].take() {
+                None => self.backfill_read_page(kind, batch),
+                Some(page) => self.backfill_write_page(kind, page),
+            };
+        }
         self.mutate(0, |w, tx| {
             let pdoc = w.progress_doc(tx, kind)?;
             let mut p = parse_progress(&pdoc.fields);
@@ -426,50 +496,146 @@ impl World {
                 cursor.as_ref(),
                 batch,
             )?;
-            let (mut migrated, mut quarantined, mut skipped) = (0, 0, 0);
             let n = page.docs.len();
+            let mut counts = BatchCounts::default();
             for (i, doc) in page.docs.iter().enumerate() {
                 if kind_of(&doc.fields) != Some(kind) {
-                    skipped += 1;
+                    counts.skipped += 1;
                     continue;
                 }
                 if w.bugs.backfill_skips_last && i + 1 == n && n > 1 {
                     continue;
                 }
-                if w.bugs.backfill_blind_insert {
-                    match w.map(tx, kind, &doc.fields, Some(doc.id))? {
-                        Ok(f) => {
-                            tx.insert(w.t.typed[kind.index()], f)?;
-                            migrated += 1;
-                        }
-                        Err(_) => quarantined += 1,
-                    }
+                let blind = w.plan.strategy.backfill_write == BackfillWrite::BlindInsert;
+                let (typed, quarantined) = if blind {
+                    (None, None)
+                } else {
+                    (
+                        w.typed_of_legacy(tx, kind, doc.id)?,
+                        w.quarantine_entry(tx, doc.id)?,
+                    )
+                };
+                let synced = w.write_typed(
+                    tx,
+                    kind,
+                    doc,
+                    typed,
+                    quarantined,
+                    w.plan.strategy.backfill_conflict,
+                )?;
+                counts.add(&synced);
+            }
+            w.finish_batch(tx, kind, &pdoc, &mut p, n, &counts, page.cursor, page.done)
+        })
+    }
+
+    /// The first transaction of a two-step batch: reads the page (and, for
+    /// `check_then_insert`, whether each document has a typed row) and holds it.
+    fn backfill_read_page(&mut self, kind: Kind, batch: usize) -> Result<BackfillOutcome, TxError> {
+        let read = self.mutate(0, |w, tx| {
+            let pdoc = w.progress_doc(tx, kind)?;
+            let p = parse_progress(&pdoc.fields);
+            if p.done {
+                return Ok(None);
+            }
+            let cursor = p.cursor.as_ref().and_then(|c| w.decode_cursor(c));
+            let page = tx.page(
+                w.t.objects_by_type,
+                &[Value::from(kind.legacy_type())],
+                cursor.as_ref(),
+                batch,
+            )?;
+            let mut docs = Vec::with_capacity(page.docs.len());
+            for doc in &page.docs {
+                let has_row = w.typed_of_legacy(tx, kind, doc.id)?.is_some();
+                docs.push((doc.clone(), has_row));
+            }
+            Ok(Some(PendingPage {
+                processed: docs.len(),
+                docs,
+                cursor: page.cursor,
+                done: page.done,
+            }))
+        })?;
+        match read {
+            None => Ok(BackfillOutcome::AlreadyDone),
+            Some(page) => {
+                let n = page.processed;
+                self.ctx.pending_page[kind.index()] = Some(page);
+                Ok(BackfillOutcome::PageRead { read: n })
+            }
+        }
+    }
+
+    /// The second transaction of a two-step batch: writes the held page and advances the
+    /// cursor. With `separate_transaction` reads, rows are written from the copies read
+    /// earlier, even for documents changed or deleted since.
+    fn backfill_write_page(
+        &mut self,
+        kind: Kind,
+        page: PendingPage,
+    ) -> Result<BackfillOutcome, TxError> {
+        self.mutate(0, |w, tx| {
+            let pdoc = w.progress_doc(tx, kind)?;
+            let mut p = parse_progress(&pdoc.fields);
+            if p.done {
+                return Ok(BackfillOutcome::AlreadyDone);
+            }
+            let strategy = &w.plan.strategy;
+            let mut counts = BatchCounts::default();
+            for (copy, had_row) in &page.docs {
+                if kind_of(&copy.fields) != Some(kind) {
+                    counts.skipped += 1;
                     continue;
                 }
-                match w.sync(tx, kind, doc.id)? {
-                    Synced::Migrated => migrated += 1,
-                    Synced::Quarantined(_) => quarantined += 1,
-                    Synced::Removed => {}
-                }
+                let doc = match strategy.backfill_read {
+                    BackfillRead::SeparateTransaction => copy.clone(),
+                    BackfillRead::SameMutation => match tx.get(copy.id)? {
+                        Some(d) => d,
+                        None => continue,
+                    },
+                };
+                let (typed, quarantined) = match strategy.backfill_write {
+                    // It checked in the first transaction and inserts blindly now.
+                    BackfillWrite::CheckThenInsert if *had_row => continue,
+                    BackfillWrite::CheckThenInsert | BackfillWrite::BlindInsert => (None, None),
+                    BackfillWrite::Upsert => (
+                        w.typed_of_legacy(tx, kind, doc.id)?,
+                        w.quarantine_entry(tx, doc.id)?,
+                    ),
+                };
+                let synced = w.write_typed(
+                    tx,
+                    kind,
+                    &doc,
+                    typed,
+                    quarantined,
+                    strategy.backfill_conflict,
+                )?;
+                counts.add(&synced);
             }
-            p.processed += n as f64;
-            p.migrated += migrated as f64;
-            p.quarantined += quarantined as f64;
-            p.skipped += skipped as f64;
-            p.batches += 1.0;
-            p.done = page.done;
-            if let Some(c) = &page.cursor {
-                p.cursor = Some(w.encode_cursor(c));
-            }
-            tx.replace(pdoc.id, progress_fields(kind, &p))?;
-            Ok(BackfillOutcome::Batch {
-                read: n,
-                migrated,
-                quarantined,
-                skipped,
-                done: page.done,
-            })
+            w.finish_batch(
+                tx,
+                kind,
+                &pdoc,
+                &mut p,
+                page.processed,
+                &counts,
+                page.cursor.clone(),
+                page.done,
+            )
         })
+    }
+
+    /// The backfill driver crashed: what it held in memory is lost; the persisted cursor
+    /// is not.
+    pub fn backfill_crash(&mut self, kind: Kind) {
+        self.ctx.pending_page[kind.index()] = None;
+    }
+
+    /// Whether a backfill page of `kind` is read and waiting to be written.
+    pub fn backfill_page_pending(&self, kind: Kind) -> bool {
+        self.ctx.pending_page[kind.index()].is_some()
     }
 
     /// Re-syncs up to one batch of quarantined documents of `kind` (after a data fix or once
@@ -877,6 +1043,9 @@ impl Ctx {
     /// The typed id a reference should hold: an `objects` id is looked up by legacy id, a
     /// typed id of the right table is kept if its row exists.
     fn remap(&self, tx: &mut Tx<'_>, target: Kind, s: &str) -> Result<Option<String>, TxError> {
+        if self.plan.strategy.references == References::KeepLegacy {
+            return Ok(Some(s.to_string()));
+        }
         if self.bugs.bogus_event_remap && target == Kind::Events {
             return Ok(Some("events:999999".into()));
         }
@@ -971,9 +1140,42 @@ impl Ctx {
         Ok(Ok(out))
     }
 
+    /// Writes the progress row at the end of a batch.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_batch(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        pdoc: &Doc,
+        p: &mut Progress,
+        processed: usize,
+        counts: &BatchCounts,
+        cursor: Option<IndexKey>,
+        done: bool,
+    ) -> Result<BackfillOutcome, TxError> {
+        p.processed += processed as f64;
+        p.migrated += counts.migrated as f64;
+        p.quarantined += counts.quarantined as f64;
+        p.skipped += counts.skipped as f64;
+        p.batches += 1.0;
+        p.done = done;
+        if let Some(c) = &cursor {
+            p.cursor = Some(self.encode_cursor(c));
+        }
+        tx.replace(pdoc.id, progress_fields(kind, p))?;
+        Ok(BackfillOutcome::Batch {
+            read: processed,
+            migrated: counts.migrated,
+            quarantined: counts.quarantined,
+            skipped: counts.skipped,
+            done,
+        })
+    }
+
     /// Brings the typed row of one legacy document in line with it, inside the caller's
     /// mutation: upsert by legacy id if it maps, quarantine it (and drop any typed row) if it
-    /// does not, drop both if the document is gone.
+    /// does not (or skip or throw, as the plan's `invalid_documents` says), drop both if the
+    /// document is gone.
     pub fn sync(&self, tx: &mut Tx<'_>, kind: Kind, legacy: DocId) -> Result<Synced, TxError> {
         let doc = tx.get(legacy)?;
         let typed = self.typed_of_legacy(tx, kind, legacy)?;
@@ -987,11 +1189,43 @@ impl Ctx {
             }
             return Ok(Synced::Removed);
         };
+        self.write_typed(
+            tx,
+            kind,
+            &doc,
+            typed,
+            quarantined,
+            BackfillConflict::Overwrite,
+        )
+    }
+
+    /// Writes the typed side of `doc` (as given: the document now, or a copy read earlier),
+    /// given the typed row and quarantine entry the caller found (`None` when it did not
+    /// look). `conflict` says what to do when the row exists and differs.
+    fn write_typed(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        doc: &Doc,
+        typed: Option<Arc<Doc>>,
+        quarantined: Option<Arc<Doc>>,
+        conflict: BackfillConflict,
+    ) -> Result<Synced, TxError> {
+        let legacy = doc.id;
         match self.map(tx, kind, &doc.fields, Some(legacy))? {
             Ok(fields) => {
                 match typed {
                     Some(t) if t.fields == fields => {}
-                    Some(t) => tx.replace(t.id, fields)?,
+                    Some(t) => {
+                        let newer = || updated_at(&fields) > updated_at(&t.fields);
+                        match conflict {
+                            BackfillConflict::Overwrite => tx.replace(t.id, fields)?,
+                            BackfillConflict::NewerWins if newer() => tx.replace(t.id, fields)?,
+                            BackfillConflict::SkipExisting | BackfillConflict::NewerWins => {
+                                return Ok(Synced::Kept);
+                            }
+                        }
+                    }
                     None => {
                         let typed = tx.insert(self.t.typed[kind.index()], fields)?;
                         let mut m = Fields::new();
@@ -1006,8 +1240,21 @@ impl Ctx {
                 Ok(Synced::Migrated)
             }
             Err(error) => {
+                let policy = self.plan.strategy.invalid_documents;
+                if policy == InvalidDocuments::Throw {
+                    return Err(TxError::Threw(format!(
+                        "{} cannot map: {error}",
+                        self.id_string(legacy)
+                    )));
+                }
                 if let Some(t) = typed {
                     tx.delete(t.id)?;
+                }
+                if policy == InvalidDocuments::Skip {
+                    if let Some(q) = quarantined {
+                        tx.delete(q.id)?;
+                    }
+                    return Ok(Synced::Skipped(error));
                 }
                 let mut q = Fields::new();
                 q.insert("legacyId".into(), Value::String(self.id_string(legacy)));
@@ -1028,6 +1275,77 @@ impl Ctx {
                     }
                 }
                 Ok(Synced::Quarantined(error))
+            }
+        }
+    }
+
+    /// Sets the write path whose mutations run next (see `plan::Strategy::paths`).
+    pub fn set_path(&self, path: WritePath) {
+        self.path.set(path);
+    }
+
+    /// Takes the legacy documents whose typed write the current path defers to a separate
+    /// mutation (`double_write = "separate_mutation"`).
+    pub fn take_deferred(&self) -> Vec<(Kind, DocId)> {
+        std::mem::take(&mut *self.deferred.borrow_mut())
+    }
+
+    /// The typed half of a write path's double write of `legacy`, as the plan places it. An
+    /// update mirrors as the path's `update_mirroring` says; a create or delete always syncs.
+    fn mirror(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        legacy: DocId,
+        update: bool,
+    ) -> Result<(), TxError> {
+        if !self.typed_writes(kind) {
+            return Ok(());
+        }
+        let path = self.path.get();
+        match self.plan.strategy.double_write(path) {
+            DoubleWrite::None => Ok(()),
+            DoubleWrite::SeparateMutation => {
+                self.deferred.borrow_mut().push((kind, legacy));
+                Ok(())
+            }
+            DoubleWrite::SameMutation => {
+                let how = if update {
+                    self.plan.strategy.update_mirroring(path)
+                } else {
+                    UpdateMirroring::Upsert
+                };
+                self.mirror_now(tx, kind, legacy, how)
+            }
+        }
+    }
+
+    /// Writes the typed half of a double write now, in the caller's mutation (also the
+    /// separate mutation of a deferred one), if the kind's phase writes typed rows.
+    pub fn mirror_now(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        legacy: DocId,
+        how: UpdateMirroring,
+    ) -> Result<(), TxError> {
+        if !self.typed_writes(kind) {
+            return Ok(());
+        }
+        match how {
+            UpdateMirroring::Upsert => self.sync(tx, kind, legacy).map(drop),
+            UpdateMirroring::None => Ok(()),
+            UpdateMirroring::Patch | UpdateMirroring::Replace => {
+                if self.typed_of_legacy(tx, kind, legacy)?.is_some() {
+                    self.sync(tx, kind, legacy).map(drop)
+                } else if how == UpdateMirroring::Replace {
+                    Err(TxError::Threw(format!(
+                        "replace: {} has no typed row",
+                        self.id_string(legacy)
+                    )))
+                } else {
+                    Ok(())
+                }
             }
         }
     }
@@ -1062,9 +1380,7 @@ impl Ctx {
         // A document that cannot be typed lives on in objects, quarantined, like the
         // backfill's quarantined documents.
         let id = tx.insert(self.t.objects, fields)?;
-        if self.typed_writes(kind) {
-            self.sync(tx, kind, id)?;
-        }
+        self.mirror(tx, kind, id, false)?;
         Ok(id)
     }
 
@@ -1224,26 +1540,14 @@ impl Ctx {
         }
     }
 
-    /// Updates an entity of a migrating kind, as its phase says.
+    /// Updates an entity of a migrating kind, as its phase and the write path's strategy
+    /// say.
     pub fn update(
         &self,
         tx: &mut Tx<'_>,
         kind: Kind,
         key: Key,
         changes: &[Change],
-    ) -> Result<(), TxError> {
-        self.update_with(tx, kind, key, changes, true)
-    }
-
-    /// As `update`; `mirror = false` plants the bug of a write path that forgets the typed
-    /// side.
-    pub fn update_with(
-        &self,
-        tx: &mut Tx<'_>,
-        kind: Kind,
-        key: Key,
-        changes: &[Change],
-        mirror: bool,
     ) -> Result<(), TxError> {
         let (legacy, typed) = self.locate(tx, kind, key)?;
         if self.migrating && self.phase(kind) == Phase::TypedOnly {
@@ -1261,10 +1565,7 @@ impl Ctx {
             return Err(TxError::NotFound(format!("{kind} #{key}")));
         };
         self.update_legacy(tx, legacy, changes)?;
-        if mirror && self.typed_writes(kind) {
-            self.sync(tx, kind, legacy)?;
-        }
-        Ok(())
+        self.mirror(tx, kind, legacy, true)
     }
 
     /// The legacy document a write may touch. Once a kind is `typed_only`, `objects` holds
@@ -1297,8 +1598,8 @@ impl Ctx {
             return Err(TxError::NotFound(format!("{kind} #{key}")));
         };
         tx.delete(legacy)?;
-        if self.typed_writes(kind) && !self.bugs.delete_not_mirrored {
-            self.sync(tx, kind, legacy)?;
+        if self.plan.strategy.delete_mirroring == DeleteMirroring::Both {
+            self.mirror(tx, kind, legacy, false)?;
         }
         Ok(())
     }
@@ -1366,9 +1667,19 @@ impl Ctx {
         (Value::Object(fields), complete)
     }
 
+    /// Whether reads of `kind` use the typed table now.
+    fn reads_typed(&self, kind: Kind) -> bool {
+        self.migrating && self.phase(kind).reads_typed() && !self.legacy_read.get()
+    }
+
+    /// Marks the read that runs next as one of the plan's `legacy_reads` (or not).
+    pub fn set_legacy_read(&self, on: bool) {
+        self.legacy_read.set(on);
+    }
+
     /// Reads one entity by the client's handle through the kind's read path.
     pub fn read_one(&self, tx: &mut Tx<'_>, kind: Kind, key: Key) -> Result<Option<View>, TxError> {
-        let reads_typed = self.migrating && self.phase(kind).reads_typed();
+        let reads_typed = self.reads_typed(kind);
         let (legacy, typed) = self.locate(tx, kind, key)?;
         if !reads_typed {
             let Some(legacy) = legacy else {
@@ -1427,7 +1738,7 @@ impl Ctx {
         typed: &mut Gather<'_>,
     ) -> Result<Vec<View>, TxError> {
         let mut views: Vec<View> = Vec::new();
-        if self.migrating && self.phase(kind).reads_typed() {
+        if self.reads_typed(kind) {
             let skip = usize::from(self.bugs.typed_list_drops_first);
             for d in typed(self, tx)?.iter().skip(skip) {
                 views.push(self.view(kind, d));
@@ -1488,6 +1799,13 @@ impl Ctx {
 /// The sort key of a view in a list: its `_key`.
 fn view_key(v: &Value) -> Option<&Value> {
     v.as_object().and_then(|f| f.get("_key"))
+}
+
+/// A row's `updatedAt`, for the `newer_wins` conflict policy.
+fn updated_at(f: &Fields) -> f64 {
+    f.get("updatedAt")
+        .and_then(Value::as_f64)
+        .unwrap_or(f64::MIN)
 }
 
 fn link_fields(from: &str, to: &str, link_type: &str) -> Fields {

@@ -3,7 +3,10 @@
 //! invariant with a short counterexample.
 
 use cutover::explore::{CheckOptions, check};
-use cutover::plan::{Plan, QuarantineReads};
+use cutover::plan::{
+    BackfillWrite, DeleteMirroring, PathStrategy, Plan, QuarantineReads, Strategy, UpdateMirroring,
+    WritePath,
+};
 use cutover::sim::{Invariant, SimOptions};
 use cutover::world::PlantedBugs;
 
@@ -59,34 +62,37 @@ fn bugs(f: impl FnOnce(&mut PlantedBugs)) -> PlantedBugs {
     b
 }
 
+/// The seed plan with one strategy changed.
+fn seed_with(f: impl FnOnce(&mut Strategy)) -> Plan {
+    let mut plan = Plan::seed();
+    f(&mut plan.strategy);
+    plan
+}
+
 #[test]
 fn field_agreement_catches_an_unmirrored_payment_update() {
-    caught(
-        &Plan::seed(),
-        bugs(|b| b.payment_not_mirrored = true),
-        5,
-        Invariant::FieldAgreement,
-    );
+    let plan = seed_with(|s| {
+        s.paths.insert(
+            WritePath::Webhook,
+            PathStrategy {
+                update_mirroring: Some(UpdateMirroring::None),
+                ..PathStrategy::default()
+            },
+        );
+    });
+    caught(&plan, bugs(|_| {}), 5, Invariant::FieldAgreement);
 }
 
 #[test]
 fn no_orphan_typed_row_catches_an_unmirrored_delete() {
-    caught(
-        &Plan::seed(),
-        bugs(|b| b.delete_not_mirrored = true),
-        5,
-        Invariant::NoOrphanTypedRow,
-    );
+    let plan = seed_with(|s| s.delete_mirroring = DeleteMirroring::LegacyOnly);
+    caught(&plan, bugs(|_| {}), 5, Invariant::NoOrphanTypedRow);
 }
 
 #[test]
 fn unique_typed_row_catches_a_blind_insert_backfill() {
-    caught(
-        &Plan::seed(),
-        bugs(|b| b.backfill_blind_insert = true),
-        5,
-        Invariant::UniqueTypedRow,
-    );
+    let plan = seed_with(|s| s.backfill_write = BackfillWrite::BlindInsert);
+    caught(&plan, bugs(|_| {}), 5, Invariant::UniqueTypedRow);
 }
 
 #[test]
