@@ -1,6 +1,7 @@
 //! `cutover`: a deterministic simulator that proves a double-write migration plan safe.
 #![forbid(unsafe_code)]
 
+pub mod anomaly;
 pub mod data;
 pub mod domain;
 pub mod explore;

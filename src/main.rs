@@ -134,6 +134,8 @@ fn json_report(report: &Report) -> serde_json::Value {
         out["counterexample"] = serde_json::json!({
             "seed": c.seed,
             "invariant": c.failure.invariant.name(),
+            "anomaly": c.failure.explained.as_ref().map(|x| x.anomaly.name()),
+            "explanation": c.failure.explained.as_ref().map(|x| x.explanation.as_str()),
             "step": c.failure.step,
             "message": c.failure.message,
             "expected": c.failure.expected,
@@ -219,6 +221,9 @@ fn render_report(
                 c.seed
             )?;
             writeln!(out, "  {}", c.failure.message)?;
+            if let Some(x) = &c.failure.explained {
+                writeln!(out, "  anomaly {}: {}", x.anomaly, x.explanation)?;
+            }
             if let Some(e) = &c.failure.expected {
                 writeln!(out, "  expected (oracle): {e}")?;
             }

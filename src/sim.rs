@@ -2,6 +2,7 @@
 //! the migrated world and to the oracle (the same app with no migration), and the invariants
 //! checked after every step. `Sim::step` is the one function that changes the worlds.
 
+use crate::anomaly::{Anomaly, Event, Explained, History, Touch};
 use crate::data::{self, Dataset, GenOptions, TxShape};
 use crate::domain::{for_each_reference, kind_of};
 use crate::plan::{DoubleWrite, Phase, Plan, ReadName, UpdateMirroring, WritePath};
@@ -12,7 +13,7 @@ use crate::world::{
     Arg, BackfillOutcome, Change, Key, PlantedBugs, Switch, TICKS_PER_STEP, View, World,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
@@ -246,6 +247,10 @@ pub struct Failure {
     pub message: String,
     pub expected: Option<String>,
     pub seen: Option<String>,
+    /// The migration anomaly and a sentence citing the steps involved; present when the run
+    /// recorded its trace (as the replay of a counterexample does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explained: Option<Explained>,
 }
 
 impl fmt::Display for Failure {
@@ -260,6 +265,9 @@ impl fmt::Display for Failure {
         }
         if let Some(s) = &self.seen {
             write!(f, "\n  seen (migrated):   {s}")?;
+        }
+        if let Some(x) = &self.explained {
+            write!(f, "\n  anomaly {}: {}", x.anomaly, x.explanation)?;
         }
         Ok(())
     }
@@ -519,6 +527,15 @@ pub struct Sim {
     pub stats: Stats,
     verbose: bool,
     pub trace: Vec<TraceLine>,
+    /// What the run did, for explaining a failure; kept only when verbose.
+    history: History,
+    /// Legacy documents whose typed write a crashed action deferred and will never run,
+    /// checked after the crash step.
+    abandoned: Vec<(Kind, DocId)>,
+    /// Who acted in the current step (verbose only).
+    actor: String,
+    /// The payment event the current step applied, if any.
+    step_event: Option<u32>,
 }
 
 const WORLDS: [usize; 2] = [0, 1];
@@ -590,6 +607,10 @@ impl Sim {
             stats: Stats::default(),
             verbose: false,
             trace: Vec::new(),
+            history: History::default(),
+            abandoned: Vec::new(),
+            actor: String::new(),
+            step_event: None,
         }
     }
 
@@ -613,12 +634,24 @@ impl Sim {
 
     fn note(&mut self, actor: impl Into<String>, action: impl FnOnce() -> String) {
         if self.verbose {
+            let actor = actor.into();
+            if self.actor.is_empty() && !actor.is_empty() {
+                self.actor = actor.clone();
+            }
             self.trace.push(TraceLine {
                 step: self.step_no,
-                actor: actor.into(),
+                actor,
                 action: action(),
             });
         }
+    }
+
+    /// Attaches the migration anomaly to a failure when the run keeps its history.
+    fn explain(&mut self, mut f: Failure, how: impl FnOnce(&mut Sim) -> Explained) -> Failure {
+        if self.verbose {
+            f.explained = Some(how(self));
+        }
+        f
     }
 
     /// Runs every step and checks after each; the first failure ends the run.
@@ -637,6 +670,8 @@ impl Sim {
         self.oracle.ctx.set_now(now);
         let skew = u64::from(step.skew).min(self.skew_max) * TICKS_PER_STEP;
         step.hash(&mut self.hasher);
+        self.actor.clear();
+        self.step_event = None;
         let applied = self.apply(&step.op, skew);
         // The structural invariants name the more specific anomaly, so they are reported
         // before a disagreement the step itself observed (a failed write or read).
@@ -666,6 +701,7 @@ impl Sim {
             message,
             expected,
             seen,
+            explained: None,
         }
     }
 
@@ -677,6 +713,27 @@ impl Sim {
                 let outcome = self.migrated.backfill_batch(*kind);
                 if let Ok(BackfillOutcome::Batch { .. }) = &outcome {
                     self.stats.batches += 1;
+                }
+                if self.verbose {
+                    match &outcome {
+                        Ok(BackfillOutcome::PageRead { .. }) => {
+                            for id in self.migrated.pending_page_ids(*kind) {
+                                self.history.record(
+                                    id,
+                                    self.step_no,
+                                    "backfill",
+                                    Touch::ReadByBackfill,
+                                );
+                            }
+                        }
+                        Ok(BackfillOutcome::Batch { done: true, .. }) => {
+                            self.history
+                                .backfill_done
+                                .entry(*kind)
+                                .or_insert(self.step_no);
+                        }
+                        _ => {}
+                    }
                 }
                 0u8.hash(&mut self.hasher);
                 outcome.as_ref().ok().hash(&mut self.hasher);
@@ -718,6 +775,7 @@ impl Sim {
                 });
                 if let Switch::Moved { from, to } = switch {
                     self.stats.switches += 1;
+                    self.history.switches.push((self.step_no, *kind, from, to));
                     if to < from {
                         self.stats.rollbacks += 1;
                     }
@@ -731,6 +789,10 @@ impl Sim {
                     return Ok(());
                 };
                 let a = self.actions.remove(i);
+                self.abandoned.extend(a.deferred.iter().copied());
+                if self.verbose {
+                    self.history.crashes.insert(a.name(), self.step_no);
+                }
                 self.note(a.name(), || {
                     format!(
                         "crashed after {} of {} steps; earlier steps stay committed",
@@ -1152,12 +1214,28 @@ impl Sim {
             self.stats.writes_failed += 1;
         }
         if ok[MIGRATED] != ok[ORACLE] {
-            return Err(self.fail(
+            let f = self.fail(
                 Invariant::AcknowledgedWriteKept,
                 format!("{what}: the oracle and the migrated app disagree on whether the write succeeded"),
                 Some(describe_result(&outcomes[ORACLE])),
                 Some(describe_result(&outcomes[MIGRATED])),
-            ));
+            );
+            return Err(self.explain(f, |sim| {
+                let (verb, other, outcome) = if ok[ORACLE] {
+                    ("rejected", "accepts", &outcomes[MIGRATED])
+                } else {
+                    ("accepted", "rejects", &outcomes[ORACLE])
+                };
+                Explained {
+                    anomaly: Anomaly::RejectedWrite,
+                    explanation: format!(
+                        "at step {} ({}) the migrated app {verb} a write ({what}) that the app without the migration {other}: {}",
+                        sim.step_no,
+                        sim.actor_now(),
+                        describe_result(outcome)
+                    ),
+                }
+            }));
         }
         Ok(())
     }
@@ -1197,6 +1275,11 @@ impl Sim {
             world.ctx.set_path(WritePath::App);
             if w == MIGRATED && r.is_ok() {
                 a.deferred = deferred;
+                if let (ActionKind::Webhook { event, .. }, Stage::ApplyStatus) =
+                    (&a.kind, a.program[pc])
+                {
+                    self.step_event = Some(*event);
+                }
             }
             if r.is_err() {
                 a.failed[w] = true;
@@ -1268,12 +1351,14 @@ impl Sim {
         }
         self.note("reader", || format!("{resolved} -> {}", summarize(&m)));
         if m != o {
-            return Err(self.fail(
+            let f = self.fail(
                 Invariant::ReadEquivalence,
                 format!("{resolved} returned something else than without the migration"),
                 Some(describe(&o)),
                 Some(describe(&m)),
-            ));
+            );
+            let legacy = self.migrated.plan.legacy_reads.contains(&read.name());
+            return Err(self.explain(f, |sim| sim.explain_read(&resolved, legacy, &m, &o)));
         }
         Ok(())
     }
@@ -1299,12 +1384,13 @@ impl Sim {
                 Ok(None) => "not found".to_string(),
                 Err(e) => format!("error: {e}"),
             };
-            return Err(self.fail(
+            let f = self.fail(
                 Invariant::AcknowledgedWriteKept,
                 format!("{what}: {kind} #{key} does not read back as the oracle has it"),
                 Some(show(&o)),
                 Some(show(&m)),
-            ));
+            );
+            return Err(self.explain(f, |sim| sim.explain_read_back(kind, key)));
         }
         Ok(())
     }
@@ -1332,7 +1418,12 @@ impl Sim {
                 keys_written.insert((kind, key));
             }
         }
-        let legacy_touched = self.migrated.touched_legacy(&log);
+        if self.verbose {
+            self.record_history(&log, &oracle_log);
+        }
+        let mut legacy_touched = self.migrated.touched_legacy(&log);
+        // A crashed action's deferred typed writes will never run: check those documents now.
+        legacy_touched.extend(std::mem::take(&mut self.abandoned));
         let typed_touched: Vec<(Kind, &Write)> = log
             .iter()
             .filter_map(|w| self.migrated.t.typed_kind(w.id.table).map(|k| (k, w)))
@@ -1350,6 +1441,39 @@ impl Sim {
         Ok(())
     }
 
+    /// Records what the step wrote, per document (migrated) and per entity (oracle).
+    fn record_history(&mut self, log: &[Write], oracle_log: &[Write]) {
+        let actor = if self.actor.is_empty() {
+            "app".to_string()
+        } else {
+            self.actor.clone()
+        };
+        let touch = |w: &Write| match (&w.before, &w.after) {
+            (None, _) => Touch::Inserted,
+            (_, None) => Touch::Deleted,
+            _ => Touch::Updated,
+        };
+        for w in log {
+            self.history.record(w.id, self.step_no, &actor, touch(w));
+        }
+        for w in oracle_log {
+            if let Some(key) = self.oracle.key_of(w.id) {
+                self.history.oracle.entry(key).or_default().push(Event {
+                    step: self.step_no,
+                    actor: actor.clone(),
+                    touch: touch(w),
+                });
+            }
+        }
+        if let Some(e) = self.step_event {
+            self.history
+                .deliveries
+                .entry(e)
+                .or_default()
+                .push(self.step_no);
+        }
+    }
+
     fn check_typed_row(&mut self, kind: Kind, w: &Write) -> Result<(), Failure> {
         let world = &self.migrated;
         let Some(row) = &w.after else {
@@ -1363,17 +1487,26 @@ impl Sim {
             .validator(row.id.table)
             .unwrap_or_else(|| typed_validator_of(kind));
         if let Err(e) = validator.validate_fields(&row.fields) {
-            return Err(self.fail(
+            let f = self.fail(
                 Invariant::TypedRowValid,
                 format!("{id} does not validate against {kind}: {e}"),
                 None,
                 Some(Value::Object(row.fields.clone()).to_string()),
-            ));
+            );
+            let row_id = row.id;
+            return Err(self.explain(f, |sim| Explained {
+                anomaly: Anomaly::InvalidTypedRow,
+                explanation: format!(
+                    "{} wrote {id} in a shape its table rejects ({e}), and nothing stopped it",
+                    sim.cite_last(row_id)
+                ),
+            }));
         }
         if let Some(l) = world.legacy_of(row) {
             let key = world.key_of(l);
             if w.before.is_none() && key.is_some_and(|k| self.deleted.contains(&k)) {
-                return Err(self.fail(
+                let (row_id, k) = (row.id, key.unwrap_or_default());
+                let f = self.fail(
                     Invariant::DeletedStaysDeleted,
                     format!(
                         "{id} was inserted for {}, which was deleted earlier (#{})",
@@ -1382,11 +1515,17 @@ impl Sim {
                     ),
                     Some("no row".into()),
                     Some(Value::Object(row.fields.clone()).to_string()),
-                ));
+                );
+                return Err(self.explain(f, |sim| sim.explain_resurrection(l, row_id, k)));
             }
-            let rows = world.peek_typed_rows(kind, l).len();
+            let row_ids: Vec<DocId> = world
+                .peek_typed_rows(kind, l)
+                .iter()
+                .map(|r| r.id)
+                .collect();
+            let rows = row_ids.len();
             if rows > 1 {
-                return Err(self.fail(
+                let f = self.fail(
                     Invariant::UniqueTypedRow,
                     format!(
                         "{} has {rows} typed rows in {kind} (the latest is {id})",
@@ -1394,7 +1533,27 @@ impl Sim {
                     ),
                     Some("1".into()),
                     Some(rows.to_string()),
-                ));
+                );
+                return Err(self.explain(f, |sim| {
+                    let inserts: Vec<String> = row_ids
+                        .iter()
+                        .map(|r| {
+                            let by = sim
+                                .history
+                                .first(*r, |e| e.touch == Touch::Inserted)
+                                .map_or_else(|| "an earlier step".into(), Event::cite);
+                            format!("{by} inserted {}", sim.migrated.id_string(*r))
+                        })
+                        .collect();
+                    Explained {
+                        anomaly: Anomaly::DuplicateTypedRow,
+                        explanation: format!(
+                            "{}: each a typed row for {}, because the second writer did not find the first by its legacy id",
+                            inserts.join(" and "),
+                            sim.migrated.id_string(l)
+                        ),
+                    }
+                }));
             }
         }
         let mut fields = row.fields.clone();
@@ -1425,12 +1584,20 @@ impl Sim {
             Ok(())
         });
         if let Some(d) = dangling {
-            return Err(self.fail(
+            let f = self.fail(
                 Invariant::ReferentialIntegrity,
                 format!("{id}: {d}, but the reference resolves without the migration"),
                 None,
                 Some(Value::Object(row.fields.clone()).to_string()),
-            ));
+            );
+            let row_id = row.id;
+            return Err(self.explain(f, |sim| Explained {
+                anomaly: Anomaly::DanglingReference,
+                explanation: format!(
+                    "{} wrote {id} with {d}, while the same reference resolves in the app without the migration",
+                    sim.cite_last(row_id)
+                ),
+            }));
         }
         Ok(())
     }
@@ -1442,7 +1609,8 @@ impl Sim {
         let doc = world.store.peek(l).cloned();
         let Some(doc) = doc.filter(|d| kind_of(&d.fields) == Some(kind)) else {
             if let Some(t) = typed.first() {
-                return Err(self.fail(
+                let t_id = t.id;
+                let f = self.fail(
                     Invariant::NoOrphanTypedRow,
                     format!(
                         "{} survives its deleted legacy document {}",
@@ -1451,7 +1619,22 @@ impl Sim {
                     ),
                     Some("no typed row".into()),
                     Some(Value::Object(t.fields.clone()).to_string()),
-                ));
+                );
+                return Err(self.explain(f, |sim| {
+                    let deleted = sim.history.last(l, |e| e.touch == Touch::Deleted);
+                    let phase = deleted.map(|e| sim.history.phase_at(kind, e.step));
+                    Explained {
+                        anomaly: Anomaly::OrphanedTypedRow,
+                        explanation: format!(
+                            "{} deleted {}{}, but its typed row {}, written by {}, was not deleted with it",
+                            deleted.map_or_else(|| "a step".into(), Event::cite),
+                            sim.migrated.id_string(l),
+                            phase.map_or_else(String::new, |p| format!(" while {kind} was {p}")),
+                            sim.migrated.id_string(t_id),
+                            sim.cite_last(t_id)
+                        ),
+                    }
+                }));
             }
             self.pending[kind.index()].remove(&l);
             return Ok(());
@@ -1463,26 +1646,34 @@ impl Sim {
         }
         let phase = world.phase(kind);
         let both_written = phase.writes_typed() && phase.writes_legacy();
+        // An action that writes its typed side in a separate mutation has not done so yet:
+        // the sides may differ until its next stage runs or it crashes (then they are
+        // checked; readers in between are checked by every read).
+        if self.mirror_pending(l) {
+            return Ok(());
+        }
         if both_written && let Some(t) = typed.first() {
             let expected = self.migrated.map_doc_now(kind, &doc);
             let world = &self.migrated;
             match expected {
                 Ok(f) if f == t.fields => {}
                 Ok(f) => {
-                    return Err(self.fail(
+                    let difference = first_difference(&f, &t.fields);
+                    let fail = self.fail(
                         Invariant::FieldAgreement,
                         format!(
-                            "{} differs from the mapping of {}: {}",
+                            "{} differs from the mapping of {}: {difference}",
                             world.id_string(t.id),
                             world.id_string(l),
-                            first_difference(&f, &t.fields)
                         ),
                         Some(Value::Object(f).to_string()),
                         Some(Value::Object(t.fields.clone()).to_string()),
-                    ));
+                    );
+                    let t_id = t.id;
+                    return Err(self.explain(fail, |sim| sim.explain_disagreement(l, t_id)));
                 }
                 Err(e) => {
-                    return Err(self.fail(
+                    let fail = self.fail(
                         Invariant::FieldAgreement,
                         format!(
                             "{} no longer maps ({e}) but {} still holds a copy",
@@ -1491,16 +1682,29 @@ impl Sim {
                         ),
                         None,
                         Some(Value::Object(t.fields.clone()).to_string()),
-                    ));
+                    );
+                    let t_id = t.id;
+                    return Err(self.explain(fail, |sim| sim.explain_disagreement(l, t_id)));
                 }
             }
         }
         Ok(())
     }
 
+    /// Whether an action in flight still has to write `l`'s typed side.
+    fn mirror_pending(&self, l: DocId) -> bool {
+        self.actions
+            .iter()
+            .any(|a| a.deferred.iter().any(|(_, d)| *d == l))
+    }
+
     fn check_coverage(&mut self) -> Result<(), Failure> {
         for kind in Kind::ALL {
-            let Some(l) = self.pending[kind.index()].first().copied() else {
+            let Some(l) = self.pending[kind.index()]
+                .iter()
+                .find(|l| !self.mirror_pending(**l))
+                .copied()
+            else {
                 continue;
             };
             let world = &self.migrated;
@@ -1508,21 +1712,356 @@ impl Sim {
             // its legacy documents are retired copies.
             let phase = world.phase(kind);
             if phase >= Phase::Backfill && phase.writes_legacy() && world.progress_done(kind) {
-                return Err(self.fail(
+                let f = self.fail(
                     Invariant::Coverage,
                     format!("{kind} backfill is done but {} has neither a typed row nor a quarantine entry", world.id_string(l)),
                     Some("a typed row or a quarantine entry".into()),
                     Some("neither".into()),
-                ));
+                );
+                return Err(self.explain(f, |sim| sim.explain_uncovered(kind, l)));
             }
         }
         Ok(())
+    }
+
+    // ----- Explanations (verbose runs only) ------------------------------------------
+
+    fn actor_now(&self) -> &str {
+        if self.actor.is_empty() {
+            "app"
+        } else {
+            &self.actor
+        }
+    }
+
+    /// "step 5 (checkout#2)" for the last write of a migrated document.
+    fn cite_last(&self, id: DocId) -> String {
+        self.history
+            .last(id, |e| e.touch != Touch::ReadByBackfill)
+            .map_or_else(|| "the dataset".into(), Event::cite)
+    }
+
+    /// Where an entity's value in the app without the migration comes from.
+    fn cite_oracle(&self, key: Key) -> String {
+        self.history
+            .last_oracle_write(key)
+            .map_or_else(|| "the dataset".into(), Event::cite)
+    }
+
+    /// A typed row that disagrees with its legacy document: a stale copy the backfill wrote
+    /// over a newer write, or a write that reached one side only.
+    fn explain_disagreement(&self, l: DocId, t: DocId) -> Explained {
+        let h = &self.history;
+        let (ls, ts) = (self.migrated.id_string(l), self.migrated.id_string(t));
+        let typed_write = h.last(t, |e| e.touch != Touch::ReadByBackfill);
+        if let Some(w) = typed_write.filter(|w| w.actor == "backfill")
+            && let Some(r) = h.last(l, |e| e.touch == Touch::ReadByBackfill && e.step < w.step)
+            && let Some(u) = h.last(l, |e| {
+                e.touch != Touch::ReadByBackfill && e.step > r.step && e.step < w.step
+            })
+        {
+            return Explained {
+                anomaly: Anomaly::StaleCopyOverwrite,
+                explanation: format!(
+                    "step {}'s backfill read {ls} before {} wrote it; step {} wrote the stale copy it had read over {ts}",
+                    r.step,
+                    u.cite(),
+                    w.step
+                ),
+            };
+        }
+        let legacy_write = h.last(l, |e| e.touch != Touch::ReadByBackfill);
+        let crash = legacy_write
+            .and_then(|u| h.crashes.get(&u.actor).map(|c| (u, *c)))
+            .filter(|(u, c)| *c > u.step)
+            .map_or_else(String::new, |(u, c)| {
+                format!(
+                    "; {} crashed at step {c}, before the separate mutation that writes the typed side",
+                    u.actor
+                )
+            });
+        Explained {
+            anomaly: Anomaly::DivergentDoubleWrite,
+            explanation: format!(
+                "{} wrote {ls} but not its typed row {ts} (last written by {}){crash}",
+                legacy_write.map_or_else(|| "a step".into(), Event::cite),
+                typed_write.map_or_else(|| "the dataset".into(), Event::cite)
+            ),
+        }
+    }
+
+    /// A typed row inserted for an entity the oracle deleted.
+    fn explain_resurrection(&self, l: DocId, row: DocId, key: Key) -> Explained {
+        let h = &self.history;
+        let deleted = h
+            .oracle
+            .get(&key)
+            .and_then(|es| es.iter().rev().find(|e| e.touch == Touch::Deleted));
+        let inserted = h.first(row, |e| e.touch == Touch::Inserted);
+        let copy = h
+            .last(l, |e| e.touch == Touch::ReadByBackfill)
+            .filter(|r| deleted.is_some_and(|d| r.step < d.step))
+            .map_or_else(String::new, |r| {
+                format!(", from the copy the backfill read at step {}", r.step)
+            });
+        Explained {
+            anomaly: Anomaly::ResurrectedDelete,
+            explanation: format!(
+                "{} deleted #{key}; {} inserted the typed row {} for {} again{copy}",
+                deleted.map_or_else(|| "an earlier step".into(), Event::cite),
+                inserted.map_or_else(|| "a later step".into(), Event::cite),
+                self.migrated.id_string(row),
+                self.migrated.id_string(l)
+            ),
+        }
+    }
+
+    /// A legacy document with neither a typed row nor a quarantine entry after the backfill.
+    fn explain_uncovered(&mut self, kind: Kind, l: DocId) -> Explained {
+        let ls = self.migrated.id_string(l);
+        let done = self.history.backfill_done.get(&kind).map_or_else(
+            || "the backfill finished".into(),
+            |s| format!("the backfill finished at step {s}"),
+        );
+        if let Some(doc) = self.migrated.store.peek(l).cloned()
+            && let Err(e) = self.migrated.map_doc_now(kind, &doc)
+        {
+            return Explained {
+                anomaly: Anomaly::SilentlyDroppedDocument,
+                explanation: format!(
+                    "{ls} cannot map ({e}); {done} without a typed row or a quarantine entry for it, so nothing records that it was left out"
+                ),
+            };
+        }
+        let h = &self.history;
+        // A typed row deleted while the kind was typed-only, then a rollback: the retired
+        // legacy copy is live again.
+        let typed_deleted = h
+            .docs
+            .iter()
+            .filter(|(id, _)| self.migrated.t.typed_kind(id.table) == Some(kind))
+            .filter_map(|(id, es)| {
+                let d = es.iter().rev().find(|e| e.touch == Touch::Deleted)?;
+                (self.migrated.key_of(*id) == self.migrated.key_of(l)).then_some(d)
+            })
+            .next();
+        if let Some(d) = typed_deleted
+            && h.phase_at(kind, d.step) == Phase::TypedOnly
+            && let Some((r, from, to)) = h.last_switch(kind, self.step_no)
+            && r > d.step
+            && to < from
+        {
+            return Explained {
+                anomaly: Anomaly::ResurrectedDelete,
+                explanation: format!(
+                    "{} deleted it while {kind} was typed_only, where only the typed row is written; step {r} rolled {kind} back {from} -> {to}, and its retired legacy copy {ls} is live again",
+                    d.cite()
+                ),
+            };
+        }
+        let written = h.last(l, |e| e.touch != Touch::ReadByBackfill);
+        let phase = written.map(|e| h.phase_at(kind, e.step));
+        Explained {
+            anomaly: Anomaly::MissingTypedRow,
+            explanation: format!(
+                "{} wrote {ls}{} and no typed write followed; {done} without it",
+                written.map_or_else(|| "the dataset".into(), Event::cite),
+                phase.map_or_else(String::new, |p| format!(" while {kind} was {p}"))
+            ),
+        }
+    }
+
+    /// A payment event for transaction `key` that the migrated handler applied twice, when
+    /// the plan's handler does not dedupe.
+    fn duplicate_delivery(&self, key: Key) -> Option<Explained> {
+        if self.migrated.plan.strategy.webhook_dedupe {
+            return None;
+        }
+        let h = &self.history;
+        let (event, first, again) = self
+            .deliveries
+            .iter()
+            .filter(|(txn, _, _)| *txn == key)
+            .find_map(|(_, _, e)| {
+                let steps = h.deliveries.get(e)?;
+                Some((*e, *steps.first()?, *steps.get(1)?))
+            })?;
+        let newer = h
+            .oracle
+            .get(&key)
+            .and_then(|es| es.iter().rev().find(|w| w.step > first && w.step < again))
+            .map_or_else(String::new, |w| format!(" over what {} wrote", w.cite()));
+        Some(Explained {
+            anomaly: Anomaly::DuplicateDelivery,
+            explanation: format!(
+                "Stripe redelivered evt_{event}: step {first} applied it and step {again} applied it again{newer}; the handler does not dedupe, while the app without the migration ignores the duplicate"
+            ),
+        })
+    }
+
+    /// An entity whose typed write an action in flight has deferred to its next stage, seen
+    /// by a reader in between.
+    fn unmirrored(&self, kind: Kind, key: Key) -> Option<Explained> {
+        let l = self.migrated.handle(key)?;
+        let a = self
+            .actions
+            .iter()
+            .find(|a| a.deferred.iter().any(|(_, d)| *d == l))?;
+        let wrote = self.cite_last(l);
+        let since = self
+            .history
+            .last_switch(kind, self.step_no)
+            .filter(|(_, _, to)| to.reads_typed())
+            .map_or_else(String::new, |(s, ..)| format!(" since step {s}"));
+        Some(Explained {
+            anomaly: Anomaly::DivergentDoubleWrite,
+            explanation: format!(
+                "{wrote} wrote {} and acknowledged it, but {} writes the typed side in a separate mutation that has not run yet; {kind} reads its typed table{since}, so readers do not see the write (and a crash now would lose it for them for good)",
+                self.migrated.id_string(l),
+                a.name()
+            ),
+        })
+    }
+
+    /// An entity that does not read back as the oracle has it.
+    fn explain_read_back(&self, kind: Kind, key: Key) -> Explained {
+        let h = &self.history;
+        if let Some(x) = self.unmirrored(kind, key) {
+            return x;
+        }
+        if kind == Kind::Transactions
+            && let Some(x) = self.duplicate_delivery(key)
+        {
+            return x;
+        }
+        if let Some((s, from, to)) = h.last_switch(kind, self.step_no)
+            && s == self.step_no
+        {
+            return Explained {
+                anomaly: Anomaly::NonMonotonicRead,
+                explanation: format!(
+                    "{} wrote #{key}; after step {s} moved {kind} {from} -> {to}, reading it through the new read path returns something else",
+                    self.cite_oracle(key)
+                ),
+            };
+        }
+        Explained {
+            anomaly: Anomaly::LostWrite,
+            explanation: format!(
+                "step {} ({}) wrote #{key}, but reading it back in the migrated app returns something else than in the app without the migration",
+                self.step_no,
+                self.actor_now()
+            ),
+        }
+    }
+
+    /// A read that returned something else than the oracle.
+    fn explain_read(
+        &self,
+        read: &Resolved,
+        legacy: bool,
+        m: &Result<Answer, TxError>,
+        o: &Result<Answer, TxError>,
+    ) -> Explained {
+        let kind = read.kind();
+        let h = &self.history;
+        let entities = |a: &Result<Answer, TxError>| -> BTreeMap<Key, View> {
+            match a {
+                Ok(Answer::One(Some(v))) => answer_keys(std::slice::from_ref(v)),
+                Ok(Answer::Many(vs)) => answer_keys(vs),
+                _ => BTreeMap::new(),
+            }
+        };
+        let (me, oe) = (entities(m), entities(o));
+        let missing = oe.keys().find(|k| !me.contains_key(k)).copied();
+        let differing = oe
+            .iter()
+            .find(|(k, v)| me.get(k).is_some_and(|w| w != *v))
+            .map(|(k, _)| *k);
+        let extra = me.keys().find(|k| !oe.contains_key(k)).copied();
+        let subject = missing.or(differing).or(extra);
+        if let Some(k) = subject
+            && kind == Kind::Transactions
+            && let Some(x) = self.duplicate_delivery(k)
+        {
+            return x;
+        }
+        if let Some(x) = subject.and_then(|k| self.unmirrored(kind, k)) {
+            return x;
+        }
+        let about = subject.map_or_else(
+            || "its answer".to_string(),
+            |k| format!("#{k} (last written by {})", self.cite_oracle(k)),
+        );
+        let step = self.step_no;
+        let switch = h.last_switch(kind, step);
+        if legacy {
+            let since = h
+                .switches
+                .iter()
+                .find(|(_, k, _, to)| *k == kind && *to == Phase::TypedOnly)
+                .map_or_else(String::new, |(s, ..)| format!(" since step {s}"));
+            return Explained {
+                anomaly: Anomaly::StaleLegacyRead,
+                explanation: format!(
+                    "the read at step {step} ({read}) was never ported and still reads objects, but {kind} writes only its typed rows{since}: it gets {about} wrong"
+                ),
+            };
+        }
+        if let Some((r, from, to)) = switch
+            && to < from
+        {
+            return Explained {
+                anomaly: Anomaly::NonMonotonicRead,
+                explanation: format!(
+                    "after step {r} rolled {kind} back {from} -> {to}, the read at step {step} ({read}) no longer sees {about} as it was"
+                ),
+            };
+        }
+        // The kinds the read goes through (tickets of an event read the event first).
+        let typed_kind = read
+            .kinds()
+            .into_iter()
+            .find(|k| self.migrated.phase(*k).reads_typed());
+        if let Some(tk) = typed_kind
+            && (missing.is_some() || extra.is_none())
+        {
+            let since = h
+                .last_switch(tk, step)
+                .map_or_else(String::new, |(s, ..)| format!(" since step {s}"));
+            return Explained {
+                anomaly: Anomaly::MissingRowAfterReadSwitch,
+                explanation: format!(
+                    "{tk} reads its typed table{since}, and the read at step {step} ({read}) misses or misreads {about}: a typed row it needs is missing or out of date"
+                ),
+            };
+        }
+        Explained {
+            anomaly: Anomaly::LostWrite,
+            explanation: format!(
+                "the read at step {step} ({read}) returns {about} differently from the app without the migration"
+            ),
+        }
     }
 
     /// Legacy documents of `kind` still waiting for the backfill (for reports and tests).
     pub fn pending(&self, kind: Kind) -> usize {
         self.pending[kind.index()].len()
     }
+}
+
+/// The entities of a read's answer, by key.
+fn answer_keys(views: &[View]) -> BTreeMap<Key, View> {
+    views
+        .iter()
+        .filter_map(|v| {
+            let key = v.as_object()?.get("_key")?;
+            match key {
+                Value::Int64(k) => Some((u32::try_from(*k).ok()?, v.clone())),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 fn first_difference(expected: &Fields, seen: &Fields) -> String {
@@ -1891,6 +2430,27 @@ pub enum Resolved {
         status: Option<&'static str>,
     },
     TotalsByOrg(usize),
+}
+
+impl Resolved {
+    /// The kinds whose read paths the read goes through: the kind it returns, then the kind
+    /// it looks up first.
+    pub fn kinds(&self) -> Vec<Kind> {
+        match self {
+            Resolved::TicketsOfEvent(_) => vec![Kind::Tickets, Kind::Events],
+            Resolved::TicketsOfTransaction(_) => vec![Kind::Tickets, Kind::Transactions],
+            other => vec![other.kind()],
+        }
+    }
+
+    /// The kind the read returns.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Resolved::ById(kind, _) | Resolved::OfOrg { kind, .. } => *kind,
+            Resolved::TicketsOfEvent(_) | Resolved::TicketsOfTransaction(_) => Kind::Tickets,
+            Resolved::TransactionsOfSession(_) | Resolved::TotalsByOrg(_) => Kind::Transactions,
+        }
+    }
 }
 
 impl fmt::Display for Resolved {

@@ -633,6 +633,13 @@ impl World {
         self.ctx.pending_page[kind.index()] = None;
     }
 
+    /// The documents of the backfill page of `kind` read and waiting to be written.
+    pub fn pending_page_ids(&self, kind: Kind) -> Vec<DocId> {
+        self.ctx.pending_page[kind.index()]
+            .as_ref()
+            .map_or_else(Vec::new, |p| p.docs.iter().map(|(d, _)| d.id).collect())
+    }
+
     /// Whether a backfill page of `kind` is read and waiting to be written.
     pub fn backfill_page_pending(&self, kind: Kind) -> bool {
         self.ctx.pending_page[kind.index()].is_some()

@@ -3,56 +3,101 @@
 //! breaks, with a short counterexample that replays from its seed. The seed plan passes the
 //! same check (tests/seed_plan.rs runs it; here it runs beside the catalogue).
 
+use cutover::anomaly::Anomaly;
 use cutover::explore::{CheckOptions, check};
 use cutover::plan::Plan;
 use cutover::sim::Invariant;
 use std::path::Path;
 
-/// Each entry, the invariant it breaks first with default options, and the longest shrunk
-/// counterexample accepted.
+/// A catalogue entry: the invariant it breaks first with default options, the migration
+/// anomaly that failure is, and the longest shrunk counterexample accepted.
+struct Entry {
+    name: &'static str,
+    invariant: Invariant,
+    anomaly: Anomaly,
+    steps_max: usize,
+}
+
+/// The catalogue.
 ///
 /// Entries whose failure needs tickets in `typed_only` cannot be shown in fewer than 13
 /// steps with the seed's migration order: events and transactions must each be advanced
 /// twice and backfilled before tickets may double-write, and tickets then need two
 /// advances, their backfill batches and two more advances before a typed-only write and
 /// the step that observes it.
-const CATALOGUE: [(&str, Invariant, usize); 12] = [
-    (
-        "read_switch_before_backfill",
-        Invariant::ReadEquivalence,
-        12,
-    ),
-    (
-        "backfill_before_double_write",
-        Invariant::NoOrphanTypedRow,
-        12,
-    ),
-    ("blind_insert_backfill", Invariant::UniqueTypedRow, 12),
-    (
-        "checkout_separate_double_write",
-        Invariant::FieldAgreement,
-        12,
-    ),
-    ("payment_status_not_mirrored", Invariant::FieldAgreement, 12),
-    ("deletes_not_mirrored", Invariant::NoOrphanTypedRow, 12),
-    ("backfill_stale_copy", Invariant::FieldAgreement, 12),
-    (
-        "legacy_writes_stop_before_reads_switch",
-        Invariant::ReadEquivalence,
-        18,
-    ),
-    (
-        "references_not_remapped",
-        Invariant::ReferentialIntegrity,
-        12,
-    ),
-    (
-        "webhook_without_dedupe",
-        Invariant::AcknowledgedWriteKept,
-        12,
-    ),
-    ("rollback_after_typed_only", Invariant::Coverage, 18),
-    ("invalid_documents_skipped", Invariant::Coverage, 12),
+const CATALOGUE: [Entry; 12] = [
+    Entry {
+        name: "read_switch_before_backfill",
+        invariant: Invariant::ReadEquivalence,
+        anomaly: Anomaly::MissingRowAfterReadSwitch,
+        steps_max: 12,
+    },
+    Entry {
+        name: "backfill_before_double_write",
+        invariant: Invariant::NoOrphanTypedRow,
+        anomaly: Anomaly::OrphanedTypedRow,
+        steps_max: 12,
+    },
+    Entry {
+        name: "blind_insert_backfill",
+        invariant: Invariant::UniqueTypedRow,
+        anomaly: Anomaly::DuplicateTypedRow,
+        steps_max: 12,
+    },
+    Entry {
+        name: "checkout_separate_double_write",
+        invariant: Invariant::AcknowledgedWriteKept,
+        anomaly: Anomaly::DivergentDoubleWrite,
+        steps_max: 12,
+    },
+    Entry {
+        name: "payment_status_not_mirrored",
+        invariant: Invariant::FieldAgreement,
+        anomaly: Anomaly::DivergentDoubleWrite,
+        steps_max: 12,
+    },
+    Entry {
+        name: "deletes_not_mirrored",
+        invariant: Invariant::NoOrphanTypedRow,
+        anomaly: Anomaly::OrphanedTypedRow,
+        steps_max: 12,
+    },
+    Entry {
+        name: "backfill_stale_copy",
+        invariant: Invariant::FieldAgreement,
+        anomaly: Anomaly::StaleCopyOverwrite,
+        steps_max: 12,
+    },
+    Entry {
+        name: "legacy_writes_stop_before_reads_switch",
+        invariant: Invariant::ReadEquivalence,
+        anomaly: Anomaly::StaleLegacyRead,
+        steps_max: 18,
+    },
+    Entry {
+        name: "references_not_remapped",
+        invariant: Invariant::ReferentialIntegrity,
+        anomaly: Anomaly::DanglingReference,
+        steps_max: 12,
+    },
+    Entry {
+        name: "webhook_without_dedupe",
+        invariant: Invariant::AcknowledgedWriteKept,
+        anomaly: Anomaly::DuplicateDelivery,
+        steps_max: 12,
+    },
+    Entry {
+        name: "rollback_after_typed_only",
+        invariant: Invariant::Coverage,
+        anomaly: Anomaly::ResurrectedDelete,
+        steps_max: 18,
+    },
+    Entry {
+        name: "invalid_documents_skipped",
+        invariant: Invariant::Coverage,
+        anomaly: Anomaly::SilentlyDroppedDocument,
+        steps_max: 12,
+    },
 ];
 
 fn load(name: &str) -> Plan {
@@ -67,7 +112,13 @@ fn load(name: &str) -> Plan {
 fn every_catalogue_entry_is_found_unsafe_on_its_invariant() {
     let options = CheckOptions::default();
     let mut summary = Vec::new();
-    for (name, invariant, steps_max) in CATALOGUE {
+    for Entry {
+        name,
+        invariant,
+        anomaly,
+        steps_max,
+    } in CATALOGUE
+    {
         let plan = load(name);
         assert_eq!(plan.name, name, "the plan's name is its file name");
         let report = check(&plan, &options);
@@ -75,6 +126,25 @@ fn every_catalogue_entry_is_found_unsafe_on_its_invariant() {
             .counterexample
             .unwrap_or_else(|| panic!("{name}: found safe in {} cases", report.cases));
         assert_eq!(c.failure.invariant, invariant, "{name}: {}", c.failure);
+        let explained = c
+            .failure
+            .explained
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: the counterexample is not explained"));
+        assert_eq!(
+            explained.anomaly, anomaly,
+            "{name}: {}",
+            explained.explanation
+        );
+        assert!(
+            explained
+                .explanation
+                .split("step ")
+                .skip(1)
+                .any(|rest| rest.starts_with(|c: char| c.is_ascii_digit())),
+            "{name}: the explanation cites no step: {}",
+            explained.explanation
+        );
         assert!(
             c.steps.len() <= steps_max,
             "{name}: a counterexample of {} steps (at most {steps_max}):\n{}",
@@ -100,9 +170,10 @@ fn every_catalogue_entry_is_found_unsafe_on_its_invariant() {
             "{name}: the replay differs"
         );
         summary.push(format!(
-            "{name}: {invariant} in case {} with {} steps",
+            "{name}: {invariant} ({anomaly}) in case {} with {} steps: {}",
             report.cases,
-            c.steps.len()
+            c.steps.len(),
+            explained.explanation
         ));
     }
     eprintln!("{}", summary.join("\n"));
@@ -123,7 +194,7 @@ fn the_catalogue_directory_holds_exactly_the_listed_entries() {
     found.sort();
     let mut listed: Vec<String> = CATALOGUE
         .iter()
-        .map(|(n, _, _)| format!("{n}.toml"))
+        .map(|e| format!("{}.toml", e.name))
         .collect();
     listed.sort();
     assert_eq!(found, listed);
@@ -134,7 +205,7 @@ fn the_catalogue_directory_holds_exactly_the_listed_entries() {
 #[test]
 fn each_entry_is_one_deviation_from_the_seed() {
     let seed = serde_json::to_value(Plan::seed()).expect("plans serialize");
-    for (name, _, _) in CATALOGUE {
+    for Entry { name, .. } in CATALOGUE {
         let mut entry = serde_json::to_value(load(name)).expect("plans serialize");
         entry["name"] = seed["name"].clone();
         entry["description"] = seed["description"].clone();
