@@ -84,7 +84,8 @@ impl Driver {
 
     /// Generates the next run's steps, continuing the deterministic runner.
     fn generate(&mut self) {
-        let strategy = explore::step(self.options.skew_max_ms);
+        // The default configuration, not a per-seed one: every run measures the same mix.
+        let strategy = explore::step_in(&explore::Swarm::default());
         self.steps = (0..self.run_steps)
             .map(|_| {
                 strategy

@@ -4,7 +4,7 @@
 
 use crate::plan::{Phase, Plan};
 use crate::schema::Kind;
-use crate::sim::{Failure, Op, Read, Sim, SimOptions, Stats, Step, TicketChange, TraceLine};
+use crate::sim::{Failure, Op, Probe, Read, Sim, SimOptions, Stats, Step, TicketChange, TraceLine};
 use proptest::prelude::*;
 use proptest::strategy::{NewTree, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestError, TestRng, TestRunner};
@@ -56,38 +56,264 @@ fn ticket_change() -> impl Strategy<Value = TicketChange> {
     ]
 }
 
-/// One operation, weighted so that a few hundred steps take every kind through its phases
-/// while app writes, actions, reads and the backfill interleave.
-pub fn op() -> impl Strategy<Value = Op> {
-    let s = sel;
-    prop_oneof![
-        20 => read().prop_map(|read| Op::Read { read }),
-        22 => lane().prop_map(|lane| Op::ActionStep { lane }),
-        16 => kind().prop_map(|kind| Op::Backfill { kind }),
-        18 => kind().prop_map(|kind| Op::Advance { kind }),
-        5 => (lane(), s(), s(), 1u8..=3, any::<bool>(), s()).prop_map(|(lane, event, product, quantity, v1, seed)| Op::Checkout { lane, event, product, quantity, v1, seed }),
-        4 => (lane(), s(), 0u8..6).prop_map(|(lane, txn, status)| Op::PaymentWebhook { lane, txn, status }),
-        2 => (lane(), s()).prop_map(|(lane, delivery)| Op::WebhookRedeliver { lane, delivery }),
-        2 => (lane(), s(), any::<bool>()).prop_map(|(lane, txn, partial)| Op::Refund { lane, txn, partial }),
-        4 => (kind(), s(), s()).prop_map(|(kind, target, seed)| Op::GenericUpdate { kind, target, seed }),
-        4 => (s(), ticket_change()).prop_map(|(ticket, change)| Op::Ticket { ticket, change }),
-        2 => s().prop_map(|txn| Op::InvoiceTransition { txn }),
-        2 => (s(), s()).prop_map(|(org, seed)| Op::CreateEvent { org, seed }),
-        2 => (s(), s()).prop_map(|(event, seed)| Op::EditEvent { event, seed }),
-        2 => (s(), s()).prop_map(|(org, seed)| Op::BookingPayment { org, seed }),
-        2 => (kind(), s()).prop_map(|(kind, target)| Op::Delete { kind, target }),
-        3 => (kind(), s()).prop_map(|(kind, target)| Op::Repair { kind, target }),
-        3 => kind().prop_map(|kind| Op::RetryQuarantine { kind }),
-        1 => kind().prop_map(|kind| Op::Rollback { kind }),
-        1 => lane().prop_map(|lane| Op::ActionCrash { lane }),
-        1 => kind().prop_map(|kind| Op::BackfillCrash { kind }),
-    ]
+/// A class of operation, for the per-case weights of `Swarm`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpClass {
+    Read,
+    ActionStep,
+    Backfill,
+    Advance,
+    Checkout,
+    PaymentWebhook,
+    GenericUpdate,
+    Ticket,
+    InvoiceTransition,
+    CreateEvent,
+    EditEvent,
+    BookingPayment,
+    Delete,
+    Repair,
+    RetryQuarantine,
+    Rollback,
+    Refund,
+    /// Fault: Stripe redelivers an earlier payment event.
+    WebhookRedeliver,
+    /// Fault: an action crashes between two of its steps.
+    ActionCrash,
+    /// Fault: the backfill driver crashes and resumes from its persisted cursor.
+    BackfillCrash,
 }
 
-/// One step: an operation with a `_creationTime` skew (mostly none).
+impl OpClass {
+    /// Every class with its default weight: a few hundred steps take every kind through its
+    /// phases while app writes, actions, reads and the backfill interleave.
+    pub const DEFAULTS: [(OpClass, u32); 20] = [
+        (OpClass::Read, 20),
+        (OpClass::ActionStep, 22),
+        (OpClass::Backfill, 16),
+        (OpClass::Advance, 18),
+        (OpClass::Checkout, 5),
+        (OpClass::PaymentWebhook, 4),
+        (OpClass::GenericUpdate, 4),
+        (OpClass::Ticket, 4),
+        (OpClass::InvoiceTransition, 2),
+        (OpClass::CreateEvent, 2),
+        (OpClass::EditEvent, 2),
+        (OpClass::BookingPayment, 2),
+        (OpClass::Delete, 2),
+        (OpClass::Repair, 3),
+        (OpClass::RetryQuarantine, 3),
+        (OpClass::Rollback, 1),
+        (OpClass::Refund, 2),
+        (OpClass::WebhookRedeliver, 2),
+        (OpClass::ActionCrash, 1),
+        (OpClass::BackfillCrash, 1),
+    ];
+
+    /// The classes every case keeps: without them no kind moves through its phases.
+    fn core(self) -> bool {
+        matches!(
+            self,
+            OpClass::Read | OpClass::ActionStep | OpClass::Backfill | OpClass::Advance
+        )
+    }
+
+    /// The fault classes, whose rates vary more widely.
+    fn fault(self) -> bool {
+        matches!(
+            self,
+            OpClass::WebhookRedeliver | OpClass::ActionCrash | OpClass::BackfillCrash
+        )
+    }
+
+    fn strategy(self) -> BoxedStrategy<Op> {
+        let s = sel;
+        match self {
+            OpClass::Read => read().prop_map(|read| Op::Read { read }).boxed(),
+            OpClass::ActionStep => lane().prop_map(|lane| Op::ActionStep { lane }).boxed(),
+            OpClass::Backfill => kind().prop_map(|kind| Op::Backfill { kind }).boxed(),
+            OpClass::Advance => kind().prop_map(|kind| Op::Advance { kind }).boxed(),
+            OpClass::Checkout => (lane(), s(), s(), 1u8..=3, any::<bool>(), s())
+                .prop_map(|(lane, event, product, quantity, v1, seed)| Op::Checkout {
+                    lane,
+                    event,
+                    product,
+                    quantity,
+                    v1,
+                    seed,
+                })
+                .boxed(),
+            OpClass::PaymentWebhook => (lane(), s(), 0u8..6)
+                .prop_map(|(lane, txn, status)| Op::PaymentWebhook { lane, txn, status })
+                .boxed(),
+            OpClass::WebhookRedeliver => (lane(), s())
+                .prop_map(|(lane, delivery)| Op::WebhookRedeliver { lane, delivery })
+                .boxed(),
+            OpClass::Refund => (lane(), s(), any::<bool>())
+                .prop_map(|(lane, txn, partial)| Op::Refund { lane, txn, partial })
+                .boxed(),
+            OpClass::GenericUpdate => (kind(), s(), s())
+                .prop_map(|(kind, target, seed)| Op::GenericUpdate { kind, target, seed })
+                .boxed(),
+            OpClass::Ticket => (s(), ticket_change())
+                .prop_map(|(ticket, change)| Op::Ticket { ticket, change })
+                .boxed(),
+            OpClass::InvoiceTransition => s().prop_map(|txn| Op::InvoiceTransition { txn }).boxed(),
+            OpClass::CreateEvent => (s(), s())
+                .prop_map(|(org, seed)| Op::CreateEvent { org, seed })
+                .boxed(),
+            OpClass::EditEvent => (s(), s())
+                .prop_map(|(event, seed)| Op::EditEvent { event, seed })
+                .boxed(),
+            OpClass::BookingPayment => (s(), s())
+                .prop_map(|(org, seed)| Op::BookingPayment { org, seed })
+                .boxed(),
+            OpClass::Delete => (kind(), s())
+                .prop_map(|(kind, target)| Op::Delete { kind, target })
+                .boxed(),
+            OpClass::Repair => (kind(), s())
+                .prop_map(|(kind, target)| Op::Repair { kind, target })
+                .boxed(),
+            OpClass::RetryQuarantine => {
+                kind().prop_map(|kind| Op::RetryQuarantine { kind }).boxed()
+            }
+            OpClass::Rollback => kind().prop_map(|kind| Op::Rollback { kind }).boxed(),
+            OpClass::ActionCrash => lane().prop_map(|lane| Op::ActionCrash { lane }).boxed(),
+            OpClass::BackfillCrash => kind().prop_map(|kind| Op::BackfillCrash { kind }).boxed(),
+        }
+    }
+}
+
+/// One case's configuration (swarm testing): how often each operation and each fault
+/// occurs, and how often and how far a transaction's begin time lies behind the clock. It is
+/// derived from the case seed (`Swarm::from_seed`), so that different seeds stress different
+/// corners (a case without deletes, one with a crash every few steps, one with large
+/// `_creationTime` skew) and a case replays from its seed alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Swarm {
+    /// The relative weight of each operation class; 0: never generated in this case.
+    pub weights: std::collections::BTreeMap<OpClass, u32>,
+    /// Percentage of steps whose transaction begins behind the clock.
+    pub skew_percent: u8,
+    /// The largest skew, in steps.
+    pub skew_max: u8,
+}
+
+impl Default for Swarm {
+    /// Every operation at its default weight, a quarter of the steps skewed by up to 3.
+    fn default() -> Self {
+        Swarm {
+            weights: OpClass::DEFAULTS.into_iter().collect(),
+            skew_percent: 25,
+            skew_max: 3,
+        }
+    }
+}
+
+impl Swarm {
+    /// The configuration of case `seed`: each optional operation is off in one case of five
+    /// and otherwise at half, once or twice its weight; each fault is off, at its weight, or
+    /// at three or six times it; the skew is off or on for 10, 25 or 50% of the steps, by up
+    /// to 1, 3, 8 or 20 steps.
+    pub fn from_seed(seed: u64) -> Swarm {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5A4D_5357_4152_4D00);
+        let weights = OpClass::DEFAULTS
+            .into_iter()
+            .map(|(class, w)| {
+                let w = if class.core() {
+                    w
+                } else if class.fault() {
+                    w * [0, 1, 3, 6][rng.random_range(0..4usize)]
+                } else if rng.random_range(0..5u8) == 0 {
+                    0
+                } else {
+                    [w.div_ceil(2), w, 2 * w][rng.random_range(0..3usize)]
+                };
+                (class, w)
+            })
+            .collect();
+        Swarm {
+            weights,
+            skew_percent: [0, 10, 25, 50][rng.random_range(0..4usize)],
+            skew_max: [2, 5, 12, 30][rng.random_range(0..4usize)],
+        }
+    }
+
+    /// One line for a report: what differs from the defaults.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let (mut off, mut changed) = (Vec::new(), Vec::new());
+        for (class, base) in OpClass::DEFAULTS {
+            let w = self.weights.get(&class).copied().unwrap_or(0);
+            let name = serde_json::to_value(class)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            if w == 0 {
+                off.push(name);
+            } else if w != base {
+                changed.push(format!("{name} x{:.1}", f64::from(w) / f64::from(base)));
+            }
+        }
+        if self.skew_percent == 0 {
+            parts.push("no skew".to_string());
+        } else {
+            parts.push(format!(
+                "{}% of steps skewed by up to {}",
+                self.skew_percent, self.skew_max
+            ));
+        }
+        if !off.is_empty() {
+            parts.push(format!("off: {}", off.join(", ")));
+        }
+        if !changed.is_empty() {
+            parts.push(changed.join(", "));
+        }
+        parts.join("; ")
+    }
+}
+
+/// One operation, drawn with the configuration's weights.
+pub fn op_in(swarm: &Swarm) -> impl Strategy<Value = Op> + use<> {
+    let arms: Vec<(u32, BoxedStrategy<Op>)> = OpClass::DEFAULTS
+        .iter()
+        .filter_map(|(class, _)| {
+            let w = swarm.weights.get(class).copied().unwrap_or(0);
+            (w > 0).then(|| (w, class.strategy()))
+        })
+        .collect();
+    proptest::strategy::Union::new_weighted(arms)
+}
+
+/// One operation with the default weights.
+pub fn op() -> impl Strategy<Value = Op> {
+    op_in(&Swarm::default())
+}
+
+/// One step with the configuration's operation weights and skew.
+pub fn step_in(swarm: &Swarm) -> impl Strategy<Value = Step> + use<> {
+    let skew: BoxedStrategy<u8> = if swarm.skew_percent == 0 || swarm.skew_max == 0 {
+        Just(0u8).boxed()
+    } else {
+        let p = u32::from(swarm.skew_percent.min(100));
+        proptest::strategy::Union::new_weighted(vec![
+            ((100 - p).max(1), Just(0u8).boxed()),
+            (p, (1..=swarm.skew_max).boxed()),
+        ])
+        .boxed()
+    };
+    (op_in(swarm), skew).prop_map(|(op, skew)| Step { op, skew })
+}
+
+/// One step: an operation with the default weights and a `_creationTime` skew (a quarter
+/// of the steps, by up to `skew_max`).
 pub fn step(skew_max: u8) -> impl Strategy<Value = Step> {
-    let skew = prop_oneof![3 => Just(0u8), 1 => 0..=skew_max];
-    (op(), skew).prop_map(|(op, skew)| Step { op, skew })
+    step_in(&Swarm {
+        skew_max,
+        ..Swarm::default()
+    })
 }
 
 /// A sequence of exactly `len` generated steps that shrinks by removing runs of steps
@@ -230,6 +456,9 @@ pub struct CheckOptions {
     pub sim: SimOptions,
     /// Limit on shrink attempts per failing case.
     pub shrink_iters_max: u32,
+    /// Whether each case derives its own configuration from its seed (`Swarm::from_seed`);
+    /// otherwise every case uses the default weights, with skew up to `sim.skew_max_ms`.
+    pub swarm: bool,
 }
 
 impl Default for CheckOptions {
@@ -240,6 +469,7 @@ impl Default for CheckOptions {
             seed: 0,
             sim: SimOptions::default(),
             shrink_iters_max: 20_000,
+            swarm: true,
         }
     }
 }
@@ -253,6 +483,8 @@ pub struct Counterexample {
     pub steps: Vec<Step>,
     pub failure: Failure,
     pub trace: Vec<TraceLine>,
+    /// The case's configuration (derived from its seed).
+    pub swarm: Swarm,
 }
 
 /// The outcome of `check`.
@@ -268,6 +500,8 @@ pub struct Report {
     pub rollbacks: usize,
     pub batches: usize,
     pub reads: usize,
+    /// How often the cases reached each probe (every probe is listed, reached or not).
+    pub probes: std::collections::BTreeMap<Probe, usize>,
     pub counterexample: Option<Counterexample>,
 }
 
@@ -283,6 +517,18 @@ pub fn run_case(
     sim.set_verbose(verbose);
     let result = sim.run(steps);
     (result, sim)
+}
+
+/// The configuration of case `case_seed` under `options`.
+pub fn swarm_of(options: &CheckOptions, case_seed: u64) -> Swarm {
+    if options.swarm {
+        Swarm::from_seed(case_seed)
+    } else {
+        Swarm {
+            skew_max: options.sim.skew_max_ms,
+            ..Swarm::default()
+        }
+    }
 }
 
 /// Derives a case's dataset seed from its case seed.
@@ -302,11 +548,13 @@ pub fn check(plan: &Plan, options: &CheckOptions) -> Report {
         rollbacks: 0,
         batches: 0,
         reads: 0,
+        probes: Probe::ALL.iter().map(|p| (*p, 0)).collect(),
         counterexample: None,
     };
-    let strategy = steps(step(options.sim.skew_max_ms), options.steps);
     for i in 0..options.cases {
         let case_seed = options.seed.wrapping_add(i as u64);
+        let swarm = swarm_of(options, case_seed);
+        let strategy = steps(step_in(&swarm), options.steps);
         let ds = data_seed(case_seed);
         let config = Config {
             cases: 1,
@@ -332,6 +580,9 @@ pub fn check(plan: &Plan, options: &CheckOptions) -> Report {
             report.rollbacks += s.rollbacks;
             report.batches += s.batches;
             report.reads += s.reads;
+            for (p, n) in &s.probes {
+                *report.probes.entry(*p).or_default() += n;
+            }
             if s.phase_max.iter().all(|p| *p == Some(Phase::TypedOnly)) {
                 report.cases_all_typed_only += 1;
             }
@@ -350,6 +601,7 @@ pub fn check(plan: &Plan, options: &CheckOptions) -> Report {
                 steps,
                 failure,
                 trace: sim.trace,
+                swarm,
             });
             break;
         }
@@ -370,6 +622,58 @@ fn seed_bytes(seed: u64) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_case_configuration_is_a_pure_function_of_its_seed_and_seeds_differ() {
+        assert_eq!(Swarm::from_seed(7), Swarm::from_seed(7));
+        let configs: Vec<Swarm> = (0..64).map(Swarm::from_seed).collect();
+        let distinct: std::collections::BTreeSet<String> =
+            configs.iter().map(Swarm::describe).collect();
+        assert!(
+            distinct.len() > 32,
+            "{} distinct configurations",
+            distinct.len()
+        );
+        // Some cases turn operations off, some faults run hot, some cases have no skew.
+        assert!(configs.iter().any(|c| c.weights.values().any(|w| *w == 0)));
+        assert!(
+            configs
+                .iter()
+                .any(|c| c.weights[&OpClass::ActionCrash] >= 6)
+        );
+        assert!(configs.iter().any(|c| c.skew_percent == 0));
+        // The core operations never go.
+        for c in &configs {
+            for class in [
+                OpClass::Read,
+                OpClass::ActionStep,
+                OpClass::Backfill,
+                OpClass::Advance,
+            ] {
+                assert!(c.weights[&class] > 0);
+            }
+        }
+    }
+
+    #[test]
+    fn an_operation_off_in_a_configuration_is_never_generated() {
+        let mut swarm = Swarm::default();
+        swarm.weights.insert(OpClass::Delete, 0);
+        swarm.weights.insert(OpClass::ActionCrash, 0);
+        let mut runner = TestRunner::deterministic();
+        let strategy = steps(step_in(&swarm), 2_000);
+        let generated = strategy.new_tree(&mut runner).expect("generates").current();
+        assert!(
+            !generated
+                .iter()
+                .any(|s| matches!(s.op, Op::Delete { .. } | Op::ActionCrash { .. }))
+        );
+        assert!(
+            generated
+                .iter()
+                .any(|s| matches!(s.op, Op::Checkout { .. }))
+        );
+    }
 
     proptest! {
         // Failures persist to proptest-regressions/explore.txt (the default for tests under

@@ -50,6 +50,10 @@ enum Command {
         /// Percentage of event, transaction and ticket documents generated dirty.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=100))]
         dirty: u8,
+        /// Every case uses the default operation weights and fault rates, instead of a
+        /// configuration derived from its seed.
+        #[arg(long)]
+        no_swarm: bool,
         /// Prints one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -76,6 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             documents,
             dirty,
+            no_swarm,
             json,
         } => {
             let (plan, plan_arg) = match &plan {
@@ -97,14 +102,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 steps: steps as usize,
                 seed,
                 sim,
+                swarm: !no_swarm,
                 ..CheckOptions::default()
             };
             let report = check(&plan, &options);
-            let data_args = if documents != 60 || dirty != 5 {
+            let mut data_args = if documents != 60 || dirty != 5 {
                 format!(" --documents {documents} --dirty {dirty}")
             } else {
                 String::new()
             };
+            if no_swarm {
+                data_args.push_str(" --no-swarm");
+            }
             let text = if json {
                 format!("{}\n", serde_json::to_string(&json_report(&report))?)
             } else {
@@ -129,6 +138,11 @@ fn json_report(report: &Report) -> serde_json::Value {
         "invariants": Invariant::ALL.map(Invariant::name),
         "phases_reached": phases_reached(report),
         "cases_all_typed_only": report.cases_all_typed_only,
+        "probes": report
+            .probes
+            .iter()
+            .map(|(p, n)| (p.name().to_string(), serde_json::Value::from(*n)))
+            .collect::<serde_json::Map<_, _>>(),
     });
     if let Some(c) = &report.counterexample {
         out["counterexample"] = serde_json::json!({
@@ -140,6 +154,7 @@ fn json_report(report: &Report) -> serde_json::Value {
             "message": c.failure.message,
             "expected": c.failure.expected,
             "seen": c.failure.seen,
+            "configuration": c.swarm,
             "steps": c.steps,
             "trace": c.trace,
         });
@@ -209,6 +224,25 @@ fn render_report(
                 report.batches,
                 report.reads
             )?;
+            let probes: Vec<String> = report
+                .probes
+                .iter()
+                .map(|(p, n)| format!("{p} {n}"))
+                .collect();
+            writeln!(out, "  rare situations reached: {}", probes.join(", "))?;
+            let missed: Vec<&str> = report
+                .probes
+                .iter()
+                .filter(|(_, n)| **n == 0)
+                .map(|(p, _)| p.name())
+                .collect();
+            if !missed.is_empty() {
+                writeln!(
+                    out,
+                    "  never reached (more cases or steps may): {}",
+                    missed.join(", ")
+                )?;
+            }
         }
         Some(c) => {
             writeln!(out, "plan {:?}: UNSAFE", plan.name)?;
@@ -230,6 +264,7 @@ fn render_report(
             if let Some(s) = &c.failure.seen {
                 writeln!(out, "  seen (migrated):   {s}")?;
             }
+            writeln!(out, "  case configuration: {}", c.swarm.describe())?;
             writeln!(out)?;
             writeln!(out, "step  who          what")?;
             for line in &c.trace {

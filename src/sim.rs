@@ -277,7 +277,8 @@ impl fmt::Display for Failure {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimOptions {
     pub data: GenOptions,
-    /// The largest `_creationTime` skew, in milliseconds (steps).
+    /// The largest `_creationTime` skew a step may carry, in steps (larger ones are cut to
+    /// it).
     pub skew_max_ms: u8,
     #[serde(skip)]
     pub bugs: PlantedBugs,
@@ -287,7 +288,7 @@ impl Default for SimOptions {
     fn default() -> Self {
         SimOptions {
             data: GenOptions::default(),
-            skew_max_ms: 3,
+            skew_max_ms: 30,
             bugs: PlantedBugs::default(),
         }
     }
@@ -492,6 +493,64 @@ pub const STEPS_MAX: usize = 100_000;
 /// Limit on actions in flight at once; a start beyond it is a no-op.
 pub const ACTIONS_IN_FLIGHT_MAX: usize = 8;
 
+/// A rare situation that matters for a cutover, counted every time a run reaches it, so that
+/// a safe verdict says which races it actually exercised ("sometimes" assertions).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Probe {
+    /// An app or action write to a legacy document whose typed row the backfill had just
+    /// copied (the first write after the copy).
+    WriteAfterBackfillCopy,
+    /// An action crashed after one of its writes and before another.
+    CrashBetweenActionWrites,
+    /// A phase switch (or rollback) while an action that had already run a step was in
+    /// flight.
+    SwitchWithActionInFlight,
+    /// A legacy document inserted behind the backfill cursor (its `_creationTime`, taken at
+    /// the transaction's begin, sorts before the persisted cursor).
+    InsertBehindBackfillCursor,
+    /// A payment event delivered (and handled) a second time.
+    DuplicateWebhook,
+    /// A rollback.
+    Rollback,
+    /// The backfill driver crashed in the middle of a kind's backfill.
+    BackfillCrashMidway,
+    /// Reads switched to the typed table while the kind had quarantined documents.
+    ReadSwitchWithQuarantine,
+}
+
+impl Probe {
+    pub const ALL: [Probe; 8] = [
+        Probe::WriteAfterBackfillCopy,
+        Probe::CrashBetweenActionWrites,
+        Probe::SwitchWithActionInFlight,
+        Probe::InsertBehindBackfillCursor,
+        Probe::DuplicateWebhook,
+        Probe::Rollback,
+        Probe::BackfillCrashMidway,
+        Probe::ReadSwitchWithQuarantine,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Probe::WriteAfterBackfillCopy => "write_after_backfill_copy",
+            Probe::CrashBetweenActionWrites => "crash_between_action_writes",
+            Probe::SwitchWithActionInFlight => "switch_with_action_in_flight",
+            Probe::InsertBehindBackfillCursor => "insert_behind_backfill_cursor",
+            Probe::DuplicateWebhook => "duplicate_webhook",
+            Probe::Rollback => "rollback",
+            Probe::BackfillCrashMidway => "backfill_crash_midway",
+            Probe::ReadSwitchWithQuarantine => "read_switch_with_quarantine",
+        }
+    }
+}
+
+impl fmt::Display for Probe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Counts of what a run reached, for the summary.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -504,6 +563,14 @@ pub struct Stats {
     pub reads: usize,
     pub writes_failed: usize,
     pub quarantined_max: usize,
+    /// How often each probe was reached.
+    pub probes: BTreeMap<Probe, usize>,
+}
+
+impl Stats {
+    fn hit(&mut self, probe: Probe) {
+        *self.probes.entry(probe).or_default() += 1;
+    }
 }
 
 /// The two worlds, the shared key book, the actions in flight and the checker's state.
@@ -529,9 +596,19 @@ pub struct Sim {
     pub trace: Vec<TraceLine>,
     /// What the run did, for explaining a failure; kept only when verbose.
     history: History,
+    /// Legacy documents whose typed row the backfill wrote and no app write has touched
+    /// since (for the `write_after_backfill_copy` probe; looked up, never iterated).
+    copied: rustc_hash::FxHashSet<DocId>,
+    /// Payment events handled so far (for the `duplicate_webhook` probe).
+    handled_events: BTreeSet<u32>,
+    /// Whether the current step is a backfill batch.
+    step_is_backfill: bool,
     /// Legacy documents whose typed write a crashed action deferred and will never run,
     /// checked after the crash step.
     abandoned: Vec<(Kind, DocId)>,
+    /// The step's write that one world accepted and the other rejected, explained (verbose
+    /// only).
+    step_rejected: Option<Explained>,
     /// Who acted in the current step (verbose only).
     actor: String,
     /// The payment event the current step applied, if any.
@@ -609,6 +686,10 @@ impl Sim {
             trace: Vec::new(),
             history: History::default(),
             abandoned: Vec::new(),
+            step_rejected: None,
+            copied: Default::default(),
+            handled_events: BTreeSet::new(),
+            step_is_backfill: false,
             actor: String::new(),
             step_event: None,
         }
@@ -672,6 +753,8 @@ impl Sim {
         step.hash(&mut self.hasher);
         self.actor.clear();
         self.step_event = None;
+        self.step_rejected = None;
+        self.step_is_backfill = matches!(step.op, Op::Backfill { .. });
         let applied = self.apply(&step.op, skew);
         // The structural invariants name the more specific anomaly, so they are reported
         // before a disagreement the step itself observed (a failed write or read).
@@ -747,6 +830,9 @@ impl Sim {
                 // reads its cursor from migrationProgress, so a restart resumes exactly there.
                 self.migrated.backfill_crash(*kind);
                 let p = self.migrated.progress(*kind);
+                if p.cursor.is_some() && !p.done {
+                    self.stats.hit(Probe::BackfillCrashMidway);
+                }
                 self.note("backfill", || {
                     format!(
                         "{kind} driver crashed; resumes from persisted cursor after {} documents",
@@ -774,6 +860,15 @@ impl Sim {
                     format!("{kind}: {}", describe_switch(&switch))
                 });
                 if let Switch::Moved { from, to } = switch {
+                    if self.actions.iter().any(|a| a.pc > 0) {
+                        self.stats.hit(Probe::SwitchWithActionInFlight);
+                    }
+                    if to < from {
+                        self.stats.hit(Probe::Rollback);
+                    }
+                    if to == Phase::ReadTyped && from < to && self.migrated.quarantined_any(*kind) {
+                        self.stats.hit(Probe::ReadSwitchWithQuarantine);
+                    }
                     self.stats.switches += 1;
                     self.history.switches.push((self.step_no, *kind, from, to));
                     if to < from {
@@ -790,6 +885,11 @@ impl Sim {
                 };
                 let a = self.actions.remove(i);
                 self.abandoned.extend(a.deferred.iter().copied());
+                if a.program[..a.pc].iter().any(|s| s.writes_entity())
+                    && a.program[a.pc..].iter().any(|s| s.writes_entity())
+                {
+                    self.stats.hit(Probe::CrashBetweenActionWrites);
+                }
                 if self.verbose {
                     self.history.crashes.insert(a.name(), self.step_no);
                 }
@@ -1220,7 +1320,7 @@ impl Sim {
                 Some(describe_result(&outcomes[ORACLE])),
                 Some(describe_result(&outcomes[MIGRATED])),
             );
-            return Err(self.explain(f, |sim| {
+            let f = self.explain(f, |sim| {
                 let (verb, other, outcome) = if ok[ORACLE] {
                     ("rejected", "accepts", &outcomes[MIGRATED])
                 } else {
@@ -1235,7 +1335,11 @@ impl Sim {
                         describe_result(outcome)
                     ),
                 }
-            }));
+            });
+            // The checks after the step run first and may meet the write's effect; they
+            // explain it the same way.
+            self.step_rejected = f.explained.clone();
+            return Err(f);
         }
         Ok(())
     }
@@ -1279,6 +1383,9 @@ impl Sim {
                     (&a.kind, a.program[pc])
                 {
                     self.step_event = Some(*event);
+                    if !self.handled_events.insert(*event) {
+                        self.stats.hit(Probe::DuplicateWebhook);
+                    }
                 }
             }
             if r.is_err() {
@@ -1421,6 +1528,7 @@ impl Sim {
         if self.verbose {
             self.record_history(&log, &oracle_log);
         }
+        self.probe_writes(&log);
         let mut legacy_touched = self.migrated.touched_legacy(&log);
         // A crashed action's deferred typed writes will never run: check those documents now.
         legacy_touched.extend(std::mem::take(&mut self.abandoned));
@@ -1439,6 +1547,37 @@ impl Sim {
             self.compare_entity(kind, key, "after the write")?;
         }
         Ok(())
+    }
+
+    /// The probes a step's writes can reach.
+    fn probe_writes(&mut self, log: &[Write]) {
+        let world = &self.migrated;
+        for w in log {
+            if self.step_is_backfill {
+                if world.t.typed_kind(w.id.table).is_some()
+                    && let Some(l) = w.after.as_ref().and_then(|d| world.legacy_of(d))
+                {
+                    self.copied.insert(l);
+                }
+                continue;
+            }
+            if w.id.table != world.t.objects {
+                continue;
+            }
+            match (&w.before, &w.after) {
+                (Some(_), Some(_)) if self.copied.remove(&w.id) => {
+                    self.stats.hit(Probe::WriteAfterBackfillCopy);
+                }
+                (None, Some(doc)) => {
+                    if let Some(kind) = kind_of(&doc.fields)
+                        && world.behind_backfill_cursor(kind, doc)
+                    {
+                        self.stats.hit(Probe::InsertBehindBackfillCursor);
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Records what the step wrote, per document (migrated) and per entity (oracle).
@@ -1925,6 +2064,9 @@ impl Sim {
 
     /// An entity that does not read back as the oracle has it.
     fn explain_read_back(&self, kind: Kind, key: Key) -> Explained {
+        if let Some(x) = &self.step_rejected {
+            return x.clone();
+        }
         let h = &self.history;
         if let Some(x) = self.unmirrored(kind, key) {
             return x;

@@ -633,6 +633,29 @@ impl World {
         self.ctx.pending_page[kind.index()] = None;
     }
 
+    /// Whether `doc` (a legacy document of `kind`, just inserted) sorts before the kind's
+    /// persisted backfill cursor in phase `backfill`: its `_creationTime` (the transaction's
+    /// begin time) lies before a document the backfill has already passed, so the backfill
+    /// will never read it.
+    pub fn behind_backfill_cursor(&self, kind: Kind, doc: &Doc) -> bool {
+        if !self.migrating || self.phase(kind) != Phase::Backfill {
+            return false;
+        }
+        let p = self.progress(kind);
+        p.cursor
+            .as_ref()
+            .and_then(|c| self.decode_cursor(c))
+            .is_some_and(|c| (doc.creation_time, doc.id) < (c.creation_time, c.id))
+    }
+
+    /// Whether any document of `kind` is quarantined.
+    pub fn quarantined_any(&self, kind: Kind) -> bool {
+        self.store
+            .peek_range(self.t.quarantine_by_kind, &[Value::from(kind.table())])
+            .next()
+            .is_some()
+    }
+
     /// The documents of the backfill page of `kind` read and waiting to be written.
     pub fn pending_page_ids(&self, kind: Kind) -> Vec<DocId> {
         self.ctx.pending_page[kind.index()]

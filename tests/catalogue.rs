@@ -20,11 +20,13 @@ struct Entry {
 
 /// The catalogue.
 ///
-/// Entries whose failure needs tickets in `typed_only` cannot be shown in fewer than 13
+/// Entries whose failure needs a kind in `typed_only` cannot be shown in fewer than 13
 /// steps with the seed's migration order: events and transactions must each be advanced
 /// twice and backfilled before tickets may double-write, and tickets then need two
 /// advances, their backfill batches and two more advances before a typed-only write and
-/// the step that observes it.
+/// the step that observes it (transactions, which wait for tickets, need more). The
+/// counterexamples found also carry the steps their dataset needs (a data fix that clears a
+/// quarantine the `typed_only` guard waits for), so those two entries get a larger bound.
 const CATALOGUE: [Entry; 12] = [
     Entry {
         name: "read_switch_before_backfill",
@@ -72,7 +74,7 @@ const CATALOGUE: [Entry; 12] = [
         name: "legacy_writes_stop_before_reads_switch",
         invariant: Invariant::ReadEquivalence,
         anomaly: Anomaly::StaleLegacyRead,
-        steps_max: 18,
+        steps_max: 22,
     },
     Entry {
         name: "references_not_remapped",
@@ -88,9 +90,9 @@ const CATALOGUE: [Entry; 12] = [
     },
     Entry {
         name: "rollback_after_typed_only",
-        invariant: Invariant::Coverage,
-        anomaly: Anomaly::ResurrectedDelete,
-        steps_max: 18,
+        invariant: Invariant::ReadEquivalence,
+        anomaly: Anomaly::NonMonotonicRead,
+        steps_max: 22,
     },
     Entry {
         name: "invalid_documents_skipped",

@@ -3,7 +3,7 @@
 
 use cutover::explore::{CheckOptions, check, run_case};
 use cutover::plan::{Phase, Plan};
-use cutover::sim::SimOptions;
+use cutover::sim::{Probe, SimOptions};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 use std::sync::Arc;
@@ -20,6 +20,14 @@ fn seed_plan_passes_1000_cases_of_200_steps() {
     assert_eq!(report.phase_max, [Some(Phase::TypedOnly); 3]);
     assert!(report.cases_all_typed_only > 0);
     assert!(report.rollbacks > 0, "rollbacks are exercised");
+    // Sometimes-assertions: the default run reaches every rare situation that matters.
+    for probe in Probe::ALL {
+        assert!(
+            report.probes.get(&probe).is_some_and(|n| *n > 0),
+            "the default run never reached {probe}: {:?}",
+            report.probes
+        );
+    }
 }
 
 #[test]
