@@ -198,6 +198,8 @@ pub struct Swarm {
     pub skew_percent: u8,
     /// The largest skew, in steps.
     pub skew_max: u8,
+    /// Percentage of steps whose transaction fails with its retries exhausted.
+    pub retry_fault_percent: u8,
 }
 
 impl Default for Swarm {
@@ -207,6 +209,7 @@ impl Default for Swarm {
             weights: OpClass::DEFAULTS.into_iter().collect(),
             skew_percent: 25,
             skew_max: 3,
+            retry_fault_percent: 1,
         }
     }
 }
@@ -238,6 +241,7 @@ impl Swarm {
             weights,
             skew_percent: [0, 10, 25, 50][rng.random_range(0..4usize)],
             skew_max: [2, 5, 12, 30][rng.random_range(0..4usize)],
+            retry_fault_percent: [0, 1, 3, 10][rng.random_range(0..4usize)],
         }
     }
 
@@ -256,6 +260,12 @@ impl Swarm {
             } else if w != base {
                 changed.push(format!("{name} x{:.1}", f64::from(w) / f64::from(base)));
             }
+        }
+        if self.retry_fault_percent > 0 {
+            parts.push(format!(
+                "{}% of transactions fail with retries exhausted",
+                self.retry_fault_percent
+            ));
         }
         if self.skew_percent == 0 {
             parts.push("no skew".to_string());
@@ -304,7 +314,17 @@ pub fn step_in(swarm: &Swarm) -> impl Strategy<Value = Step> + use<> {
         ])
         .boxed()
     };
-    (op_in(swarm), skew).prop_map(|(op, skew)| Step { op, skew })
+    let p = u32::from(swarm.retry_fault_percent.min(100));
+    let fault: BoxedStrategy<bool> = if p == 0 {
+        Just(false).boxed()
+    } else {
+        proptest::strategy::Union::new_weighted(vec![
+            ((100 - p).max(1), Just(false).boxed()),
+            (p, Just(true).boxed()),
+        ])
+        .boxed()
+    };
+    (op_in(swarm), skew, fault).prop_map(|(op, skew, fault)| Step { op, skew, fault })
 }
 
 /// One step: an operation with the default weights and a `_creationTime` skew (a quarter
@@ -456,6 +476,10 @@ pub struct CheckOptions {
     pub sim: SimOptions,
     /// Limit on shrink attempts per failing case.
     pub shrink_iters_max: u32,
+    /// After the first failing case, how many failing cases in all to shrink, within at most
+    /// `FAILURE_SEARCH_CASES` more cases; the report keeps the shortest counterexample. The
+    /// shrinker finds a local minimum, so a second case often shrinks further.
+    pub failing_cases_max: usize,
     /// Whether each case derives its own configuration from its seed (`Swarm::from_seed`);
     /// otherwise every case uses the default weights, with skew up to `sim.skew_max_ms`.
     pub swarm: bool,
@@ -469,6 +493,7 @@ impl Default for CheckOptions {
             seed: 0,
             sim: SimOptions::default(),
             shrink_iters_max: 20_000,
+            failing_cases_max: 5,
             swarm: true,
         }
     }
@@ -500,6 +525,8 @@ pub struct Report {
     pub rollbacks: usize,
     pub batches: usize,
     pub reads: usize,
+    /// Cases that failed (each shrunk; the counterexample is the shortest of them).
+    pub failing_cases: usize,
     /// How often the cases reached each probe (every probe is listed, reached or not).
     pub probes: std::collections::BTreeMap<Probe, usize>,
     pub counterexample: Option<Counterexample>,
@@ -519,6 +546,10 @@ pub fn run_case(
     (result, sim)
 }
 
+/// After the first failing case, the most cases `check` runs looking for a shorter
+/// counterexample.
+pub const FAILURE_SEARCH_CASES: usize = 200;
+
 /// The configuration of case `case_seed` under `options`.
 pub fn swarm_of(options: &CheckOptions, case_seed: u64) -> Swarm {
     if options.swarm {
@@ -536,7 +567,9 @@ pub fn data_seed(case_seed: u64) -> u64 {
     case_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xC0FF_EE00
 }
 
-/// Runs `options.cases` cases and stops at the first failing one, shrunk.
+/// Runs `options.cases` cases. After the first failing case it shrinks up to
+/// `failing_cases_max` failing cases (within `FAILURE_SEARCH_CASES` more cases) and reports
+/// the shortest counterexample (the earliest among equals).
 pub fn check(plan: &Plan, options: &CheckOptions) -> Report {
     let plan = Arc::new(plan.clone());
     let mut report = Report {
@@ -548,10 +581,17 @@ pub fn check(plan: &Plan, options: &CheckOptions) -> Report {
         rollbacks: 0,
         batches: 0,
         reads: 0,
+        failing_cases: 0,
         probes: Probe::ALL.iter().map(|p| (*p, 0)).collect(),
         counterexample: None,
     };
+    let mut first_failure: Option<usize> = None;
     for i in 0..options.cases {
+        if first_failure.is_some_and(|f| {
+            report.failing_cases >= options.failing_cases_max.max(1) || i > f + FAILURE_SEARCH_CASES
+        }) {
+            break;
+        }
         let case_seed = options.seed.wrapping_add(i as u64);
         let swarm = swarm_of(options, case_seed);
         let strategy = steps(step_in(&swarm), options.steps);
@@ -595,15 +635,22 @@ pub fn check(plan: &Plan, options: &CheckOptions) -> Report {
         if let Err(TestError::Fail(_, steps)) = result {
             let (result, sim) = run_case(&plan, &options.sim, ds, &steps, true);
             let failure = result.expect_err("a shrunk counterexample fails when replayed");
-            report.counterexample = Some(Counterexample {
-                seed: case_seed,
-                data_seed: ds,
-                steps,
-                failure,
-                trace: sim.trace,
-                swarm,
-            });
-            break;
+            report.failing_cases += 1;
+            first_failure.get_or_insert(i);
+            let shorter = report
+                .counterexample
+                .as_ref()
+                .is_none_or(|c| steps.len() < c.steps.len());
+            if shorter {
+                report.counterexample = Some(Counterexample {
+                    seed: case_seed,
+                    data_seed: ds,
+                    steps,
+                    failure,
+                    trace: sim.trace,
+                    swarm,
+                });
+            }
         }
     }
     report

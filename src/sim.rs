@@ -172,10 +172,37 @@ pub struct Step {
     pub op: Op,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub skew: u8,
+    /// An injected fault: the step's transaction keeps conflicting and fails once its
+    /// retries are exhausted, committing nothing (in both worlds for the app's own
+    /// transactions, in the migrated world for the migration's).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub fault: bool,
 }
 
 fn is_zero(x: &u8) -> bool {
     *x == 0
+}
+
+fn is_false(x: &bool) -> bool {
+    !*x
+}
+
+impl Op {
+    /// Whether the operation runs a transaction (an injected retry exhaustion can fail it).
+    fn is_transaction(&self) -> bool {
+        !matches!(
+            self,
+            Op::Noop
+                | Op::Advance { .. }
+                | Op::Rollback { .. }
+                | Op::ActionCrash { .. }
+                | Op::BackfillCrash { .. }
+                | Op::Checkout { .. }
+                | Op::PaymentWebhook { .. }
+                | Op::WebhookRedeliver { .. }
+                | Op::Refund { .. }
+        )
+    }
 }
 
 /// The invariants checked after every step.
@@ -755,7 +782,16 @@ impl Sim {
         self.step_event = None;
         self.step_rejected = None;
         self.step_is_backfill = matches!(step.op, Op::Backfill { .. });
+        let fault = step.fault && step.op.is_transaction();
+        if fault {
+            self.migrated.store.fail_next_mutation(true);
+            self.oracle.store.fail_next_mutation(true);
+        }
         let applied = self.apply(&step.op, skew);
+        // A fault no transaction of this step took is withdrawn (a mirror stage runs in the
+        // migrated world only; a step can find nothing to do).
+        self.migrated.store.fail_next_mutation(false);
+        self.oracle.store.fail_next_mutation(false);
         // The structural invariants name the more specific anomaly, so they are reported
         // before a disagreement the step itself observed (a failed write or read).
         let result = self.check_after_step().and(applied);
@@ -1321,6 +1357,27 @@ impl Sim {
                 Some(describe_result(&outcomes[MIGRATED])),
             );
             let f = self.explain(f, |sim| {
+                // A write path that reads through a kind whose reads switched before its
+                // backfill finished misses what it looks up.
+                if ok[ORACLE]
+                    && let Some(k) = Kind::ALL.into_iter().find(|k| {
+                        sim.migrated.phase(*k).reads_typed() && !sim.migrated.progress_done(*k)
+                    })
+                {
+                    let since = sim
+                        .history
+                        .last_switch(k, sim.step_no)
+                        .map_or_else(String::new, |(s, ..)| format!(" since step {s}"));
+                    return Explained {
+                        anomaly: Anomaly::MissingRowAfterReadSwitch,
+                        explanation: format!(
+                            "at step {} ({}) the migrated app rejected a write ({what}: {}) that the app without the migration accepts: {k} reads its typed table{since}, before its backfill finished, so the write path does not find what it reads",
+                            sim.step_no,
+                            sim.actor_now(),
+                            describe_result(&outcomes[MIGRATED])
+                        ),
+                    };
+                }
                 let (verb, other, outcome) = if ok[ORACLE] {
                     ("rejected", "accepts", &outcomes[MIGRATED])
                 } else {
@@ -1981,10 +2038,10 @@ impl Sim {
             .filter(|(id, _)| self.migrated.t.typed_kind(id.table) == Some(kind))
             .filter_map(|(id, es)| {
                 let d = es.iter().rev().find(|e| e.touch == Touch::Deleted)?;
-                (self.migrated.key_of(*id) == self.migrated.key_of(l)).then_some(d)
+                (self.migrated.key_of(*id) == self.migrated.key_of(l)).then_some((*id, d))
             })
             .next();
-        if let Some(d) = typed_deleted
+        if let Some((row, d)) = typed_deleted
             && h.phase_at(kind, d.step) == Phase::TypedOnly
             && let Some((r, from, to)) = h.last_switch(kind, self.step_no)
             && r > d.step
@@ -1993,8 +2050,9 @@ impl Sim {
             return Explained {
                 anomaly: Anomaly::ResurrectedDelete,
                 explanation: format!(
-                    "{} deleted it while {kind} was typed_only, where only the typed row is written; step {r} rolled {kind} back {from} -> {to}, and its retired legacy copy {ls} is live again",
-                    d.cite()
+                    "{} deleted {} while {kind} was typed_only, where only the typed row is written; step {r} rolled {kind} back {from} -> {to}, and its retired legacy copy {ls} is live again",
+                    d.cite(),
+                    self.migrated.id_string(row)
                 ),
             };
         }

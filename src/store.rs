@@ -114,6 +114,10 @@ pub enum TxError {
     /// The function threw (an application-level error).
     #[error("function threw: {0}")]
     Threw(String),
+    /// The mutation kept conflicting with concurrent writes and failed once its automatic
+    /// retries were exhausted (an injected fault).
+    #[error("retries exhausted: the mutation kept conflicting and committed nothing")]
+    RetriesExhausted,
 }
 
 /// What a transaction consumed, counted against `Limits`.
@@ -150,6 +154,8 @@ pub struct Store {
     log: Vec<Write>,
     /// Convex's `schemaValidation`; when off, typed tables accept any document.
     validation: bool,
+    /// An injected fault: the next mutation fails with `RetriesExhausted`.
+    fail_next: bool,
 }
 
 /// Reads a dotted path (`customProperties.eventId`) out of a document's fields.
@@ -179,7 +185,14 @@ impl Store {
             limits,
             log: Vec::new(),
             validation: true,
+            fail_next: false,
         }
+    }
+
+    /// Makes the next mutation fail with `TxError::RetriesExhausted`, committing nothing
+    /// (`on = false` withdraws a fault no mutation took).
+    pub fn fail_next_mutation(&mut self, on: bool) {
+        self.fail_next = on;
     }
 
     /// Turns schema validation on or off, as Convex's `schemaValidation` option does.
@@ -304,6 +317,9 @@ impl Store {
         begin_time: u64,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, TxError>,
     ) -> Result<T, TxError> {
+        if std::mem::take(&mut self.fail_next) {
+            return Err(TxError::RetriesExhausted);
+        }
         let mut tx = Tx {
             store: self,
             begin_time,
@@ -676,6 +692,22 @@ mod tests {
             Value::Object(f) => f,
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn an_injected_retry_exhaustion_fails_the_next_mutation_only() {
+        let mut s = store();
+        let t = s.table("loose");
+        s.fail_next_mutation(true);
+        let mut ran = false;
+        let r = s.mutate(0, |tx| {
+            ran = true;
+            tx.insert(t, Fields::new())
+        });
+        assert_eq!(r, Err(TxError::RetriesExhausted));
+        assert!(!ran, "the function never runs");
+        assert!(s.mutate(0, |tx| tx.insert(t, Fields::new())).is_ok());
+        assert_eq!(s.len(t), 1);
     }
 
     #[test]

@@ -8,7 +8,11 @@ use cutover::sim::{Op, Sim, SimOptions, Step};
 use std::sync::Arc;
 
 fn step(op: Op) -> Step {
-    Step { op, skew: 0 }
+    Step {
+        op,
+        skew: 0,
+        fault: false,
+    }
 }
 
 /// Takes a kind from `legacy` to `read_typed`, backfilling on the way.
