@@ -40,6 +40,9 @@ pub enum Anomaly {
     LostWrite,
     /// Reading an entity again after a phase switch returns something else than before.
     NonMonotonicRead,
+    /// An action wrote as the phase it captured when it started said, after the kind had
+    /// moved on.
+    StalePhaseWrite,
     /// A duplicated (or reordered) delivery was applied again.
     DuplicateDelivery,
     /// The migrated app rejects (or accepts) a write the app without the migration accepts
@@ -65,6 +68,7 @@ impl Anomaly {
             Anomaly::StaleLegacyRead => "stale_legacy_read",
             Anomaly::LostWrite => "lost_write",
             Anomaly::NonMonotonicRead => "non_monotonic_read",
+            Anomaly::StalePhaseWrite => "stale_phase_write",
             Anomaly::DuplicateDelivery => "duplicate_delivery",
             Anomaly::RejectedWrite => "rejected_write",
             Anomaly::DanglingReference => "dangling_reference",
@@ -120,6 +124,9 @@ pub struct History {
     pub deliveries: BTreeMap<u32, Vec<usize>>,
     /// Action crashes: actor -> step.
     pub crashes: BTreeMap<String, usize>,
+    /// Actions started: actor -> the step and the phases then (what an action that captures
+    /// its phases at the start uses).
+    pub actions: BTreeMap<String, (usize, [Phase; 3])>,
 }
 
 impl History {

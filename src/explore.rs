@@ -527,6 +527,8 @@ pub struct Report {
     pub reads: usize,
     /// Cases that failed (each shrunk; the counterexample is the shortest of them).
     pub failing_cases: usize,
+    /// Shadow reads whose typed answer differed from the legacy one served.
+    pub shadow_mismatches: usize,
     /// How often the cases reached each probe (every probe is listed, reached or not).
     pub probes: std::collections::BTreeMap<Probe, usize>,
     pub counterexample: Option<Counterexample>,
@@ -582,6 +584,7 @@ pub fn check(plan: &Plan, options: &CheckOptions) -> Report {
         batches: 0,
         reads: 0,
         failing_cases: 0,
+        shadow_mismatches: 0,
         probes: Probe::ALL.iter().map(|p| (*p, 0)).collect(),
         counterexample: None,
     };
@@ -620,6 +623,7 @@ pub fn check(plan: &Plan, options: &CheckOptions) -> Report {
             report.rollbacks += s.rollbacks;
             report.batches += s.batches;
             report.reads += s.reads;
+            report.shadow_mismatches += s.shadow_mismatches;
             for (p, n) in &s.probes {
                 *report.probes.entry(*p).or_default() += n;
             }

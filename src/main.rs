@@ -138,6 +138,7 @@ fn json_report(report: &Report) -> serde_json::Value {
         "invariants": Invariant::ALL.map(Invariant::name),
         "phases_reached": phases_reached(report),
         "cases_all_typed_only": report.cases_all_typed_only,
+        "shadow_mismatches": report.shadow_mismatches,
         "probes": report
             .probes
             .iter()
@@ -224,6 +225,13 @@ fn render_report(
                 report.batches,
                 report.reads
             )?;
+            if plan.strategy.read_mode == cutover::plan::ReadMode::Shadow {
+                writeln!(
+                    out,
+                    "  shadow reads whose typed answer differed from the legacy one served: {}",
+                    report.shadow_mismatches
+                )?;
+            }
             let probes: Vec<String> = report
                 .probes
                 .iter()

@@ -214,6 +214,44 @@ pub enum References {
     KeepLegacy,
 }
 
+/// How a write path learns each kind's phase.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseSource {
+    /// Each mutation reads the phase when it runs.
+    PerMutation,
+    /// An action reads the phases once when it starts and uses them for all its steps, so
+    /// a step that runs after a switch writes (and reads) as the old phase says.
+    CapturedAtActionStart,
+}
+
+/// Which table reads use once a kind is in `read_typed` (`typed_only` always reads typed).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadMode {
+    /// The typed table.
+    Typed,
+    /// The typed table, falling back to `objects` for a document that has no typed row.
+    TypedWithFallback,
+    /// Both: the legacy answer is served, the typed one compared with it and mismatches
+    /// counted (`shadow_mismatches` in the report).
+    Shadow,
+}
+
+/// Where a backfill batch resumes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackfillCursor {
+    /// After the last document read, in `_creationTime` order (`objects.by_type`).
+    CreationOrder,
+    /// After the last document read in `objects.by_status`, an index over a field the app
+    /// updates: a document whose status changes can move behind the cursor.
+    StatusIndex,
+    /// After the first N documents of the kind in creation order: a delete shifts the rest,
+    /// so the document at the page boundary is skipped.
+    Offset,
+}
+
 /// A read of the app (domain.md §4), by name, for `legacy_reads`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -278,6 +316,9 @@ pub struct Strategy {
     pub backfill_start: BackfillStart,
     pub invalid_documents: InvalidDocuments,
     pub references: References,
+    pub phase_source: PhaseSource,
+    pub read_mode: ReadMode,
+    pub backfill_cursor: BackfillCursor,
     /// Whether the payment webhook's mutation records each Stripe event id and ignores a
     /// delivery it has already applied (Stripe redelivers, duplicates and reorders). The app
     /// without the migration (the oracle) always does; `false` is a rewritten handler that
@@ -299,6 +340,9 @@ impl Default for Strategy {
             backfill_start: BackfillStart::WithDoubleWrite,
             invalid_documents: InvalidDocuments::Quarantine,
             references: References::Remap,
+            phase_source: PhaseSource::PerMutation,
+            read_mode: ReadMode::Typed,
+            backfill_cursor: BackfillCursor::CreationOrder,
             webhook_dedupe: true,
             paths: Default::default(),
         }

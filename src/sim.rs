@@ -5,12 +5,15 @@
 use crate::anomaly::{Anomaly, Event, Explained, History, Touch};
 use crate::data::{self, Dataset, GenOptions, TxShape};
 use crate::domain::{for_each_reference, kind_of};
-use crate::plan::{DoubleWrite, Phase, Plan, ReadName, UpdateMirroring, WritePath};
+use crate::plan::{
+    BackfillCursor, DoubleWrite, Phase, PhaseSource, Plan, ReadMode, ReadName, UpdateMirroring,
+    WritePath,
+};
 use crate::schema::{Kind, PAYMENT_STATUSES, TICKET_STATUSES, typed_validator_of};
 use crate::store::{Doc, DocId, TxError, Write};
 use crate::value::{Fields, Value};
 use crate::world::{
-    Arg, BackfillOutcome, Change, Key, PlantedBugs, Switch, TICKS_PER_STEP, View, World,
+    Arg, BackfillOutcome, Change, Key, PlantedBugs, Route, Switch, TICKS_PER_STEP, View, World,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -460,6 +463,9 @@ struct InFlight {
     /// The migrated world's legacy writes of the previous stage whose typed write is the
     /// next (`Stage::Mirror`) stage.
     deferred: Vec<(Kind, DocId)>,
+    /// The migrated world's phases when the action started (used by its steps if the plan
+    /// captures them then).
+    phases: [Phase; 3],
     /// What an earlier step read: the reader's view and, for the planted stale-copy bug, the
     /// raw document.
     captured: [Option<(View, Option<Arc<Doc>>)>; 2],
@@ -592,6 +598,9 @@ pub struct Stats {
     pub quarantined_max: usize,
     /// How often each probe was reached.
     pub probes: BTreeMap<Probe, usize>,
+    /// Shadow reads (`read_mode = "shadow"`) whose typed answer differed from the legacy
+    /// one served.
+    pub shadow_mismatches: usize,
 }
 
 impl Stats {
@@ -1017,8 +1026,14 @@ impl Sim {
             pc: 0,
             failed: [false; 2],
             deferred: Vec::new(),
+            phases: self.migrated.phases(),
             captured: [None, None],
         };
+        if self.verbose {
+            self.history
+                .actions
+                .insert(a.name(), (self.step_no, a.phases));
+        }
         self.note(a.name(), || {
             format!(
                 "started in lane {} ({} steps): {:?}",
@@ -1420,6 +1435,11 @@ impl Sim {
                 &mut self.oracle
             };
             world.ctx.set_path(a.kind.path());
+            if w == MIGRATED
+                && world.plan.strategy.phase_source == PhaseSource::CapturedAtActionStart
+            {
+                world.ctx.set_captured_phases(Some(a.phases));
+            }
             let r = if a.program[pc] == Stage::Mirror {
                 description = "write the typed side of the previous step".into();
                 let deferred = std::mem::take(&mut a.deferred);
@@ -1434,6 +1454,7 @@ impl Sim {
             };
             let deferred = world.ctx.take_deferred();
             world.ctx.set_path(WritePath::App);
+            world.ctx.set_captured_phases(None);
             if w == MIGRATED && r.is_ok() {
                 a.deferred = deferred;
                 if let (ActionKind::Webhook { event, .. }, Stage::ApplyStatus) =
@@ -1499,8 +1520,23 @@ impl Sim {
         };
         self.stats.reads += 1;
         let legacy = self.migrated.plan.legacy_reads.contains(&read.name());
-        let m = run_read(&mut self.migrated, &resolved, legacy);
-        let o = run_read(&mut self.oracle, &resolved, false);
+        let route = if legacy { Route::Legacy } else { Route::Phase };
+        let m = run_read(&mut self.migrated, &resolved, route);
+        let o = run_read(&mut self.oracle, &resolved, Route::Phase);
+        // A shadow read: the legacy answer is served, the typed one compared with it.
+        if !legacy
+            && m.is_ok()
+            && self.migrated.plan.strategy.read_mode == ReadMode::Shadow
+            && resolved
+                .kinds()
+                .iter()
+                .any(|k| self.migrated.phase(*k) == Phase::ReadTyped)
+        {
+            let shadow = run_read(&mut self.migrated, &resolved, Route::Typed);
+            if shadow != m {
+                self.stats.shadow_mismatches += 1;
+            }
+        }
         let describe = |r: &Result<Answer, TxError>| match r {
             Ok(v) => v.to_string(),
             Err(e) => format!("error: {e}"),
@@ -1944,6 +1980,31 @@ impl Sim {
             .map_or_else(|| "the dataset".into(), Event::cite)
     }
 
+    /// A write made by an action that captured the phases when it started, after `kind` had
+    /// moved on.
+    fn stale_phase(&self, kind: Kind, write: &Event, what: &str) -> Option<Explained> {
+        if self.migrated.plan.strategy.phase_source != PhaseSource::CapturedAtActionStart {
+            return None;
+        }
+        let (started, phases) = self.history.actions.get(&write.actor)?;
+        let then = phases[kind.index()];
+        let now = self.history.phase_at(kind, write.step);
+        if then == now {
+            return None;
+        }
+        let moved = self
+            .history
+            .last_switch(kind, write.step.saturating_sub(1))
+            .map_or_else(String::new, |(s, ..)| format!(" at step {s}"));
+        Some(Explained {
+            anomaly: Anomaly::StalePhaseWrite,
+            explanation: format!(
+                "{} wrote {what} as if {kind} were still {then}, the phase it captured when it started at step {started}; {kind} had moved to {now}{moved}",
+                write.cite()
+            ),
+        })
+    }
+
     /// A typed row that disagrees with its legacy document: a stale copy the backfill wrote
     /// over a newer write, or a write that reached one side only.
     fn explain_disagreement(&self, l: DocId, t: DocId) -> Explained {
@@ -1967,6 +2028,11 @@ impl Sim {
             };
         }
         let legacy_write = h.last(l, |e| e.touch != Touch::ReadByBackfill);
+        if let Some(kind) = self.migrated.t.typed_kind(t.table)
+            && let Some(x) = legacy_write.and_then(|u| self.stale_phase(kind, u, &ls))
+        {
+            return x;
+        }
         let crash = legacy_write
             .and_then(|u| h.crashes.get(&u.actor).map(|c| (u, *c)))
             .filter(|(u, c)| *c > u.step)
@@ -2057,6 +2123,30 @@ impl Sim {
             };
         }
         let written = h.last(l, |e| e.touch != Touch::ReadByBackfill);
+        if let Some(x) = written.and_then(|u| self.stale_phase(kind, u, &ls)) {
+            return x;
+        }
+        if self.migrated.plan.strategy.backfill_cursor == BackfillCursor::Offset
+            && let Some(done_at) = h.backfill_done.get(&kind)
+            && let Some((gone, d)) = h
+                .docs
+                .iter()
+                .filter(|(id, _)| id.table == self.migrated.t.objects && **id < l)
+                .find_map(|(id, es)| {
+                    es.iter()
+                        .find(|e| e.touch == Touch::Deleted && e.step < *done_at)
+                        .map(|e| (*id, e))
+                })
+        {
+            return Explained {
+                anomaly: Anomaly::MissingTypedRow,
+                explanation: format!(
+                    "the backfill pages by offset: {} deleted {}, an earlier document, while the backfill was under way, so every later document moved one place back and {ls} was skipped; {done} without it",
+                    d.cite(),
+                    self.migrated.id_string(gone)
+                ),
+            };
+        }
         let phase = written.map(|e| h.phase_at(kind, e.step));
         Explained {
             anomaly: Anomaly::MissingTypedRow,
@@ -2125,6 +2215,14 @@ impl Sim {
         if let Some(x) = &self.step_rejected {
             return x.clone();
         }
+        let now = Event {
+            step: self.step_no,
+            actor: self.actor_now().to_string(),
+            touch: Touch::Updated,
+        };
+        if let Some(x) = self.stale_phase(kind, &now, &format!("#{key}")) {
+            return x;
+        }
         let h = &self.history;
         if let Some(x) = self.unmirrored(kind, key) {
             return x;
@@ -2187,6 +2285,12 @@ impl Sim {
             return x;
         }
         if let Some(x) = subject.and_then(|k| self.unmirrored(kind, k)) {
+            return x;
+        }
+        if let Some(k) = subject
+            && let Some(w) = h.last_oracle_write(k)
+            && let Some(x) = self.stale_phase(kind, w, &format!("#{k}"))
+        {
             return x;
         }
         let about = subject.map_or_else(
@@ -2740,12 +2844,11 @@ impl fmt::Display for Answer {
 }
 
 /// Runs a read as one query in a world, returning what the reader sees.
-/// Runs a read in one world; `legacy` keeps it on its legacy form whatever the phase (the
-/// plan's `legacy_reads`).
-pub fn run_read(world: &mut World, read: &Resolved, legacy: bool) -> Result<Answer, TxError> {
-    world.ctx.set_legacy_read(legacy);
+/// Runs a read in one world, routed as `route` says.
+pub fn run_read(world: &mut World, read: &Resolved, route: Route) -> Result<Answer, TxError> {
+    world.ctx.set_route(route);
     let answer = run_read_routed(world, read);
-    world.ctx.set_legacy_read(false);
+    world.ctx.set_route(Route::Phase);
     answer
 }
 

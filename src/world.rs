@@ -6,9 +6,9 @@
 use crate::data::Dataset;
 use crate::domain::{MapError, derive, for_each_reference, kind_of};
 use crate::plan::{
-    BackfillConflict, BackfillRead, BackfillStart, BackfillWrite, Condition, DeleteMirroring,
-    DoubleWrite, InvalidDocuments, Phase, Plan, QuarantineReads, References, UpdateMirroring,
-    WritePath,
+    BackfillConflict, BackfillCursor, BackfillRead, BackfillStart, BackfillWrite, Condition,
+    DeleteMirroring, DoubleWrite, InvalidDocuments, Phase, Plan, QuarantineReads, ReadMode,
+    References, UpdateMirroring, WritePath,
 };
 use crate::schema::{Kind, Tables, new_store_with};
 use crate::store::{Doc, DocId, IndexKey, Limits, Store, Tx, TxError, Write};
@@ -64,6 +64,18 @@ pub struct Change {
 /// `customProperties`).
 const TOP_FIELDS: [&str; 2] = ["name", "status"];
 
+/// Which form a read takes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// As the kind's phase and the plan's `read_mode` say.
+    Phase,
+    /// The legacy form whatever the phase (the plan's `legacy_reads`).
+    Legacy,
+    /// The typed form once the phase reads typed, even where `read_mode = "shadow"` serves
+    /// the legacy one (the compared half of a shadow read).
+    Typed,
+}
+
 /// What one sync of a typed row from its legacy document did.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Synced {
@@ -74,6 +86,13 @@ pub enum Synced {
     /// The typed row existed and the backfill's conflict policy left it alone.
     Kept,
     Removed,
+}
+
+/// One page of a backfill: its documents, the cursor after it, and whether it is the last.
+struct BackfillPage {
+    docs: Vec<Arc<Doc>>,
+    cursor: Option<Value>,
+    done: bool,
 }
 
 /// What one batch did to its documents.
@@ -103,8 +122,8 @@ impl BatchCounts {
 pub struct PendingPage {
     /// The documents as read, and whether each had a typed row then.
     pub docs: Vec<(Arc<Doc>, bool)>,
-    /// Where the cursor moves when the page is written.
-    pub cursor: Option<IndexKey>,
+    /// Where the cursor moves when the page is written (as the progress row holds it).
+    pub cursor: Option<Value>,
     pub done: bool,
     pub processed: usize,
 }
@@ -189,9 +208,12 @@ pub struct Ctx {
     /// The write path whose mutation runs now (set by the caller; the strategies of
     /// `plan::Strategy` can differ per path).
     path: std::cell::Cell<WritePath>,
+    /// Phases an action captured when it started, seen by its mutations instead of the
+    /// controller's (see `phase`).
+    captured: std::cell::Cell<Option<[Phase; 3]>>,
     /// Whether the read running now keeps its legacy form whatever the phase (the plan's
-    /// `legacy_reads`).
-    legacy_read: std::cell::Cell<bool>,
+    /// `legacy_reads`), or its typed form (the typed half of a shadow read).
+    route: std::cell::Cell<Route>,
     /// Legacy documents written by the current mutation whose typed write the plan puts in
     /// a separate mutation; the action runs it as its next step (`take_deferred`).
     deferred: std::cell::RefCell<Vec<(Kind, DocId)>>,
@@ -253,7 +275,8 @@ impl World {
                 ),
                 views: Default::default(),
                 path: std::cell::Cell::new(WritePath::App),
-                legacy_read: std::cell::Cell::new(false),
+                route: std::cell::Cell::new(Route::Phase),
+                captured: std::cell::Cell::new(None),
                 deferred: Default::default(),
                 pending_page: Default::default(),
                 retry_cursor: Default::default(),
@@ -489,13 +512,7 @@ impl World {
             if p.done {
                 return Ok(BackfillOutcome::AlreadyDone);
             }
-            let cursor = p.cursor.as_ref().and_then(|c| w.decode_cursor(c));
-            let page = tx.page(
-                w.t.objects_by_type,
-                &[Value::from(kind.legacy_type())],
-                cursor.as_ref(),
-                batch,
-            )?;
+            let page = w.backfill_page(tx, kind, &p, batch)?;
             let n = page.docs.len();
             let mut counts = BatchCounts::default();
             for (i, doc) in page.docs.iter().enumerate() {
@@ -538,13 +555,7 @@ impl World {
             if p.done {
                 return Ok(None);
             }
-            let cursor = p.cursor.as_ref().and_then(|c| w.decode_cursor(c));
-            let page = tx.page(
-                w.t.objects_by_type,
-                &[Value::from(kind.legacy_type())],
-                cursor.as_ref(),
-                batch,
-            )?;
+            let page = w.backfill_page(tx, kind, &p, batch)?;
             let mut docs = Vec::with_capacity(page.docs.len());
             for doc in &page.docs {
                 let has_row = w.typed_of_legacy(tx, kind, doc.id)?.is_some();
@@ -638,7 +649,10 @@ impl World {
     /// begin time) lies before a document the backfill has already passed, so the backfill
     /// will never read it.
     pub fn behind_backfill_cursor(&self, kind: Kind, doc: &Doc) -> bool {
-        if !self.migrating || self.phase(kind) != Phase::Backfill {
+        if !self.migrating
+            || self.phase(kind) != Phase::Backfill
+            || self.plan.strategy.backfill_cursor != BackfillCursor::CreationOrder
+        {
             return false;
         }
         let p = self.progress(kind);
@@ -938,8 +952,19 @@ impl std::ops::Deref for World {
 }
 
 impl Ctx {
+    /// The kind's phase as the code running now sees it: the controller's, or the phases an
+    /// action captured when it started (`phase_source = "captured_at_action_start"`).
     pub fn phase(&self, kind: Kind) -> Phase {
-        self.phases[kind.index()]
+        match self.captured.get() {
+            Some(p) => p[kind.index()],
+            None => self.phases[kind.index()],
+        }
+    }
+
+    /// Makes the mutations that run next see `phases` (an action's captured phases), or the
+    /// controller's again (`None`).
+    pub fn set_captured_phases(&self, phases: Option<[Phase; 3]>) {
+        self.captured.set(phases);
     }
 
     pub fn phases(&self) -> [Phase; 3] {
@@ -1170,6 +1195,43 @@ impl Ctx {
         Ok(Ok(out))
     }
 
+    /// The next backfill page of `kind` after the persisted progress `p`, as the plan's
+    /// `backfill_cursor` pages: the documents (of any kind, for the status index), the cursor
+    /// to persist (encoded as the progress row holds it) and whether this is the last page.
+    fn backfill_page(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        p: &Progress,
+        batch: usize,
+    ) -> Result<BackfillPage, TxError> {
+        let ty = [Value::from(kind.legacy_type())];
+        let (index, prefix): (_, &[Value]) = match self.plan.strategy.backfill_cursor {
+            BackfillCursor::Offset => {
+                // Skips the first `offset` documents of the kind in creation order, reading
+                // them again on every batch, as offset pagination does.
+                let offset = p.cursor.as_ref().and_then(Value::as_f64).unwrap_or(0.0) as usize;
+                let all = tx.range(self.t.objects_by_type, &ty)?;
+                let docs: Vec<Arc<Doc>> = all.iter().skip(offset).take(batch).cloned().collect();
+                let next = offset + docs.len();
+                return Ok(BackfillPage {
+                    cursor: Some(Value::Float64(next as f64)),
+                    done: next >= all.len(),
+                    docs,
+                });
+            }
+            BackfillCursor::CreationOrder => (self.t.objects_by_type, &ty),
+            BackfillCursor::StatusIndex => (self.t.objects_by_status, &[]),
+        };
+        let cursor = p.cursor.as_ref().and_then(|c| self.decode_cursor(c));
+        let page = tx.page(index, prefix, cursor.as_ref(), batch)?;
+        Ok(BackfillPage {
+            docs: page.docs,
+            cursor: page.cursor.map(|c| self.encode_cursor(&c)),
+            done: page.done,
+        })
+    }
+
     /// Writes the progress row at the end of a batch.
     #[allow(clippy::too_many_arguments)]
     fn finish_batch(
@@ -1180,7 +1242,7 @@ impl Ctx {
         p: &mut Progress,
         processed: usize,
         counts: &BatchCounts,
-        cursor: Option<IndexKey>,
+        cursor: Option<Value>,
         done: bool,
     ) -> Result<BackfillOutcome, TxError> {
         p.processed += processed as f64;
@@ -1189,8 +1251,8 @@ impl Ctx {
         p.skipped += counts.skipped as f64;
         p.batches += 1.0;
         p.done = done;
-        if let Some(c) = &cursor {
-            p.cursor = Some(self.encode_cursor(c));
+        if cursor.is_some() {
+            p.cursor = cursor;
         }
         tx.replace(pdoc.id, progress_fields(kind, p))?;
         Ok(BackfillOutcome::Batch {
@@ -1699,12 +1761,31 @@ impl Ctx {
 
     /// Whether reads of `kind` use the typed table now.
     fn reads_typed(&self, kind: Kind) -> bool {
-        self.migrating && self.phase(kind).reads_typed() && !self.legacy_read.get()
+        if !self.migrating {
+            return false;
+        }
+        let phase = self.phase(kind);
+        match self.route.get() {
+            Route::Legacy => false,
+            Route::Typed => phase.reads_typed(),
+            Route::Phase => {
+                phase.reads_typed()
+                    && !(phase == Phase::ReadTyped
+                        && self.plan.strategy.read_mode == ReadMode::Shadow)
+            }
+        }
     }
 
-    /// Marks the read that runs next as one of the plan's `legacy_reads` (or not).
-    pub fn set_legacy_read(&self, on: bool) {
-        self.legacy_read.set(on);
+    /// Whether a typed read of `kind` falls back to `objects` for a document that has no
+    /// typed row (`read_mode = "typed_with_fallback"`, while `objects` is still written).
+    fn falls_back(&self, kind: Kind) -> bool {
+        self.plan.strategy.read_mode == ReadMode::TypedWithFallback
+            && self.phase(kind) == Phase::ReadTyped
+    }
+
+    /// Routes the reads that run next (`Route::Phase` again once done).
+    pub fn set_route(&self, route: Route) {
+        self.route.set(route);
     }
 
     /// Reads one entity by the client's handle through the kind's read path.
@@ -1724,6 +1805,10 @@ impl Ctx {
             return Ok(Some(self.view(kind, &row)));
         }
         match legacy {
+            Some(l) if self.falls_back(kind) => Ok(tx
+                .get(l)?
+                .filter(|d| kind_of(&d.fields) == Some(kind))
+                .map(|d| self.view(kind, &d))),
             Some(l) if self.serves_quarantined(tx, l)? => {
                 Ok(tx.get(l)?.map(|d| self.view(kind, &d)))
             }
@@ -1773,7 +1858,16 @@ impl Ctx {
             for d in typed(self, tx)?.iter().skip(skip) {
                 views.push(self.view(kind, d));
             }
-            if self.plan.quarantine_reads == QuarantineReads::ServeFromLegacy
+            if self.falls_back(kind) {
+                // Every legacy document without a typed row (quarantined ones included).
+                for d in legacy(self, tx)? {
+                    if kind_of(&d.fields) == Some(kind)
+                        && self.typed_of_legacy(tx, kind, d.id)?.is_none()
+                    {
+                        views.push(self.view(kind, &d));
+                    }
+                }
+            } else if self.plan.quarantine_reads == QuarantineReads::ServeFromLegacy
                 && self.has_quarantine(tx, kind, org)?
             {
                 for d in legacy(self, tx)? {

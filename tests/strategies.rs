@@ -29,7 +29,7 @@ fn verdict(plan: &Plan, cases: usize) -> Option<(Invariant, usize)> {
 
 #[test]
 fn unsafe_strategies_are_caught_on_their_invariant() {
-    let cases: [(&str, &[Invariant]); 9] = [
+    let cases: [(&str, &[Invariant]); 11] = [
         // The typed row must exist for a replace; before the backfill it does not, and the
         // app's write fails where the app without the migration succeeds.
         (
@@ -73,6 +73,22 @@ fn unsafe_strategies_are_caught_on_their_invariant() {
             "[strategy.paths.refund]\ndouble_write = \"separate_mutation\"",
             &[Invariant::FieldAgreement, Invariant::AcknowledgedWriteKept],
         ),
+        // An action that captured the phases when it started writes as if the kind had not
+        // moved on.
+        (
+            "[strategy]\nphase_source = \"captured_at_action_start\"",
+            &[
+                Invariant::FieldAgreement,
+                Invariant::AcknowledgedWriteKept,
+                Invariant::ReadEquivalence,
+                Invariant::Coverage,
+            ],
+        ),
+        // A delete shifts every later document one place back: the backfill skips one.
+        (
+            "[strategy]\nbackfill_cursor = \"offset\"",
+            &[Invariant::Coverage],
+        ),
         // The real app's first attempt (domain.md §3).
         (
             "[strategy]\ndouble_write = \"none\"\nupdate_mirroring = \"none\"\n\n[strategy.paths.app]\ndouble_write = \"none\"\n\n[strategy.paths.checkout]\ndouble_write = \"separate_mutation\"",
@@ -99,7 +115,54 @@ fn safe_strategies_pass() {
         // document.
         "[strategy]\nbackfill_conflict = \"skip_existing\"",
         "[strategy]\nbackfill_conflict = \"newer_wins\"",
+        // A document whose status moves it behind the cursor was double-written anyway.
+        "[strategy]\nbackfill_cursor = \"status_index\"",
+        // While objects is still written, a document without a typed row is read from it.
+        "[strategy]\nread_mode = \"typed_with_fallback\"",
+        "[strategy]\nread_mode = \"shadow\"",
     ] {
         assert_eq!(verdict(&variant(table), 300), None, "{table}");
     }
+}
+
+/// Shadow reads serve `objects` while the typed table is compared: reads may switch before
+/// the backfill is done (the checks move to the guard on stopping legacy writes), and the
+/// report counts what the typed side would have got wrong.
+#[test]
+fn shadow_reads_are_safe_before_the_backfill_and_count_what_typed_reads_would_miss() {
+    let plan = variant("[strategy]\nread_mode = \"shadow\"");
+    let text = toml::to_string(&plan).expect("plans serialize");
+    let text = text
+        .replace(
+            "read_typed = [\"backfill_done\", \"diff_clean\"]",
+            "read_typed = []",
+        )
+        .replace(
+            "typed_only = [\"dependents_typed_only\", \"dependencies_clean\"]",
+            "typed_only = [\"dependents_typed_only\", \"dependencies_clean\", \"backfill_done\", \"diff_clean\"]",
+        );
+    let plan = Plan::parse(&text, "shadow.toml").expect("parses");
+    assert!(plan.guards.read_typed.is_empty());
+    let report = check(
+        &plan,
+        &CheckOptions {
+            cases: 300,
+            ..CheckOptions::default()
+        },
+    );
+    assert!(
+        report.counterexample.is_none(),
+        "shadow reads serve objects"
+    );
+    assert!(
+        report.shadow_mismatches > 0,
+        "typed reads before the backfill is done miss documents"
+    );
+    // The same plan with typed reads is unsafe.
+    let typed = Plan::parse(
+        &text.replace("read_mode = \"shadow\"", "read_mode = \"typed\""),
+        "typed.toml",
+    )
+    .expect("parses");
+    assert!(verdict(&typed, 1_000).is_some());
 }
