@@ -83,12 +83,14 @@ pub enum OpClass {
     ActionCrash,
     /// Fault: the backfill driver crashes and resumes from its persisted cursor.
     BackfillCrash,
+    /// Fault: a second backfill driver runs batches at the same time.
+    SecondBackfillRunner,
 }
 
 impl OpClass {
     /// Every class with its default weight: a few hundred steps take every kind through its
     /// phases while app writes, actions, reads and the backfill interleave.
-    pub const DEFAULTS: [(OpClass, u32); 20] = [
+    pub const DEFAULTS: [(OpClass, u32); 21] = [
         (OpClass::Read, 20),
         (OpClass::ActionStep, 22),
         (OpClass::Backfill, 16),
@@ -109,6 +111,7 @@ impl OpClass {
         (OpClass::WebhookRedeliver, 2),
         (OpClass::ActionCrash, 1),
         (OpClass::BackfillCrash, 1),
+        (OpClass::SecondBackfillRunner, 1),
     ];
 
     /// The classes every case keeps: without them no kind moves through its phases.
@@ -123,7 +126,10 @@ impl OpClass {
     fn fault(self) -> bool {
         matches!(
             self,
-            OpClass::WebhookRedeliver | OpClass::ActionCrash | OpClass::BackfillCrash
+            OpClass::WebhookRedeliver
+                | OpClass::ActionCrash
+                | OpClass::BackfillCrash
+                | OpClass::SecondBackfillRunner
         )
     }
 
@@ -132,7 +138,12 @@ impl OpClass {
         match self {
             OpClass::Read => read().prop_map(|read| Op::Read { read }).boxed(),
             OpClass::ActionStep => lane().prop_map(|lane| Op::ActionStep { lane }).boxed(),
-            OpClass::Backfill => kind().prop_map(|kind| Op::Backfill { kind }).boxed(),
+            OpClass::Backfill => kind()
+                .prop_map(|kind| Op::Backfill { kind, runner: 0 })
+                .boxed(),
+            OpClass::SecondBackfillRunner => kind()
+                .prop_map(|kind| Op::Backfill { kind, runner: 1 })
+                .boxed(),
             OpClass::Advance => kind().prop_map(|kind| Op::Advance { kind }).boxed(),
             OpClass::Checkout => (lane(), s(), s(), 1u8..=3, any::<bool>(), s())
                 .prop_map(|(lane, event, product, quantity, v1, seed)| Op::Checkout {
@@ -215,6 +226,22 @@ impl Default for Swarm {
 }
 
 impl Swarm {
+    /// The default operation weights with every fault at its highest rate: crashes,
+    /// redeliveries and a second backfill runner at six times their weight, 10% of the
+    /// transactions failing with their retries exhausted, half the steps skewed by up to 30.
+    pub fn max_faults() -> Swarm {
+        let mut swarm = Swarm::default();
+        for (class, w) in swarm.weights.iter_mut() {
+            if class.fault() {
+                *w *= 6;
+            }
+        }
+        swarm.retry_fault_percent = 10;
+        swarm.skew_percent = 50;
+        swarm.skew_max = 30;
+        swarm
+    }
+
     /// The configuration of case `seed`: each optional operation is off in one case of five
     /// and otherwise at half, once or twice its weight; each fault is off, at its weight, or
     /// at three or six times it; the skew is off or on for 10, 25 or 50% of the steps, by up
@@ -483,6 +510,8 @@ pub struct CheckOptions {
     /// Whether each case derives its own configuration from its seed (`Swarm::from_seed`);
     /// otherwise every case uses the default weights, with skew up to `sim.skew_max_ms`.
     pub swarm: bool,
+    /// One configuration for every case, overriding `swarm` (such as `Swarm::max_faults`).
+    pub fixed_swarm: Option<Swarm>,
 }
 
 impl Default for CheckOptions {
@@ -495,6 +524,7 @@ impl Default for CheckOptions {
             shrink_iters_max: 20_000,
             failing_cases_max: 5,
             swarm: true,
+            fixed_swarm: None,
         }
     }
 }
@@ -554,7 +584,9 @@ pub const FAILURE_SEARCH_CASES: usize = 200;
 
 /// The configuration of case `case_seed` under `options`.
 pub fn swarm_of(options: &CheckOptions, case_seed: u64) -> Swarm {
-    if options.swarm {
+    if let Some(fixed) = &options.fixed_swarm {
+        fixed.clone()
+    } else if options.swarm {
         Swarm::from_seed(case_seed)
     } else {
         Swarm {

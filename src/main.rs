@@ -52,8 +52,12 @@ enum Command {
         dirty: u8,
         /// Every case uses the default operation weights and fault rates, instead of a
         /// configuration derived from its seed.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "max_faults")]
         no_swarm: bool,
+        /// Every case uses the default operation weights with every fault at its highest rate
+        /// (crashes, redeliveries, a second backfill runner, retry exhaustion, skew).
+        #[arg(long)]
+        max_faults: bool,
         /// Prints one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -81,6 +85,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             documents,
             dirty,
             no_swarm,
+            max_faults,
             json,
         } => {
             let (plan, plan_arg) = match &plan {
@@ -103,6 +108,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed,
                 sim,
                 swarm: !no_swarm,
+                fixed_swarm: max_faults.then(cutover::explore::Swarm::max_faults),
                 ..CheckOptions::default()
             };
             let report = check(&plan, &options);
@@ -113,6 +119,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             if no_swarm {
                 data_args.push_str(" --no-swarm");
+            }
+            if max_faults {
+                data_args.push_str(" --max-faults");
             }
             let text = if json {
                 format!("{}\n", serde_json::to_string(&json_report(&report))?)

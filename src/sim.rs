@@ -148,6 +148,9 @@ pub enum Op {
     },
     Backfill {
         kind: Kind,
+        /// Which backfill runner (0; 1 is a second driver running at once, a fault).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        runner: u8,
     },
     /// The backfill driver crashes and restarts from its persisted cursor.
     BackfillCrash {
@@ -837,19 +840,25 @@ impl Sim {
         match op {
             Op::Noop => Ok(()),
             Op::Read { read } => self.read(read),
-            Op::Backfill { kind } => {
-                let outcome = self.migrated.backfill_batch(*kind);
+            Op::Backfill { kind, runner } => {
+                let runner = usize::from(*runner);
+                let outcome = self.migrated.backfill_batch_by(*kind, runner);
+                let actor = if runner == 0 {
+                    "backfill".to_string()
+                } else {
+                    format!("backfill#{}", runner + 1)
+                };
                 if let Ok(BackfillOutcome::Batch { .. }) = &outcome {
                     self.stats.batches += 1;
                 }
                 if self.verbose {
                     match &outcome {
                         Ok(BackfillOutcome::PageRead { .. }) => {
-                            for id in self.migrated.pending_page_ids(*kind) {
+                            for id in self.migrated.pending_page_ids(*kind, runner) {
                                 self.history.record(
                                     id,
                                     self.step_no,
-                                    "backfill",
+                                    &actor,
                                     Touch::ReadByBackfill,
                                 );
                             }
@@ -865,7 +874,7 @@ impl Sim {
                 }
                 0u8.hash(&mut self.hasher);
                 outcome.as_ref().ok().hash(&mut self.hasher);
-                self.note("backfill", || {
+                self.note(actor, || {
                     format!("{kind} batch: {}", describe_backfill(&outcome))
                 });
                 Ok(())
@@ -2011,7 +2020,7 @@ impl Sim {
         let h = &self.history;
         let (ls, ts) = (self.migrated.id_string(l), self.migrated.id_string(t));
         let typed_write = h.last(t, |e| e.touch != Touch::ReadByBackfill);
-        if let Some(w) = typed_write.filter(|w| w.actor == "backfill")
+        if let Some(w) = typed_write.filter(|w| w.actor.starts_with("backfill"))
             && let Some(r) = h.last(l, |e| e.touch == Touch::ReadByBackfill && e.step < w.step)
             && let Some(u) = h.last(l, |e| {
                 e.touch != Touch::ReadByBackfill && e.step > r.step && e.step < w.step

@@ -217,9 +217,9 @@ pub struct Ctx {
     /// Legacy documents written by the current mutation whose typed write the plan puts in
     /// a separate mutation; the action runs it as its next step (`take_deferred`).
     deferred: std::cell::RefCell<Vec<(Kind, DocId)>>,
-    /// Per kind, a backfill page read and not yet written (the driver's memory: a crash
-    /// loses it).
-    pending_page: [Option<PendingPage>; 3],
+    /// Per kind and runner, a backfill page read and not yet written (the driver's memory:
+    /// a crash loses it).
+    pending_page: [[Option<PendingPage>; BACKFILL_RUNNERS]; 3],
     /// Memoized views (see `view`); looked up by id, never iterated.
     views: std::cell::RefCell<HashMap<DocId, (Arc<Doc>, View)>>,
     org_ids: Vec<DocId>,
@@ -231,6 +231,9 @@ pub type View = Arc<Value>;
 
 /// A query that gathers documents for a list read, in one world.
 pub type Gather<'a> = dyn FnMut(&Ctx, &mut Tx<'_>) -> Result<Vec<Arc<Doc>>, TxError> + 'a;
+
+/// Backfill runners that can run at once (a second one is a fault: two drivers started).
+pub const BACKFILL_RUNNERS: usize = 2;
 
 /// Limit on memoized views per world.
 pub const VIEWS_MAX: usize = 16_384;
@@ -491,6 +494,19 @@ impl World {
     /// advances the cursor. With a two-step strategy (`Strategy::backfill_two_step`), one call
     /// reads the page and holds it, the next writes it and advances the cursor.
     pub fn backfill_batch(&mut self, kind: Kind) -> Result<BackfillOutcome, TxError> {
+        self.backfill_batch_by(kind, 0)
+    }
+
+    /// One backfill batch of `kind` by runner `runner` (`0..BACKFILL_RUNNERS`). Runners share
+    /// the persisted progress; each holds its own page between the two steps of a two-step
+    /// batch. Single-mutation batches of two runners serialize, as Convex's optimistic
+    /// concurrency makes them.
+    pub fn backfill_batch_by(
+        &mut self,
+        kind: Kind,
+        runner: usize,
+    ) -> Result<BackfillOutcome, TxError> {
+        let runner = runner.min(BACKFILL_RUNNERS - 1);
         let phase = self.phase(kind);
         let runs = match self.plan.strategy.backfill_start {
             BackfillStart::WithDoubleWrite => phase == Phase::Backfill,
@@ -501,8 +517,8 @@ impl World {
         }
         let batch = self.plan.batch_size(kind);
         if self.plan.strategy.backfill_two_step() {
-            return match self.ctx.pending_page[kind.index()].take() {
-                None => self.backfill_read_page(kind, batch),
+            return match self.ctx.pending_page[kind.index()][runner].take() {
+                None => self.backfill_read_page(kind, batch, runner),
                 Some(page) => self.backfill_write_page(kind, page),
             };
         }
@@ -548,7 +564,12 @@ impl World {
 
     /// The first transaction of a two-step batch: reads the page (and, for
     /// `check_then_insert`, whether each document has a typed row) and holds it.
-    fn backfill_read_page(&mut self, kind: Kind, batch: usize) -> Result<BackfillOutcome, TxError> {
+    fn backfill_read_page(
+        &mut self,
+        kind: Kind,
+        batch: usize,
+        runner: usize,
+    ) -> Result<BackfillOutcome, TxError> {
         let read = self.mutate(0, |w, tx| {
             let pdoc = w.progress_doc(tx, kind)?;
             let p = parse_progress(&pdoc.fields);
@@ -572,7 +593,7 @@ impl World {
             None => Ok(BackfillOutcome::AlreadyDone),
             Some(page) => {
                 let n = page.processed;
-                self.ctx.pending_page[kind.index()] = Some(page);
+                self.ctx.pending_page[kind.index()][runner] = Some(page);
                 Ok(BackfillOutcome::PageRead { read: n })
             }
         }
@@ -587,11 +608,9 @@ impl World {
         page: PendingPage,
     ) -> Result<BackfillOutcome, TxError> {
         self.mutate(0, |w, tx| {
+            // The runner writes the page it holds, whatever another runner did meanwhile.
             let pdoc = w.progress_doc(tx, kind)?;
             let mut p = parse_progress(&pdoc.fields);
-            if p.done {
-                return Ok(BackfillOutcome::AlreadyDone);
-            }
             let strategy = &w.plan.strategy;
             let mut counts = BatchCounts::default();
             for (copy, had_row) in &page.docs {
@@ -641,7 +660,7 @@ impl World {
     /// The backfill driver crashed: what it held in memory is lost; the persisted cursor
     /// is not.
     pub fn backfill_crash(&mut self, kind: Kind) {
-        self.ctx.pending_page[kind.index()] = None;
+        self.ctx.pending_page[kind.index()] = Default::default();
     }
 
     /// Whether `doc` (a legacy document of `kind`, just inserted) sorts before the kind's
@@ -671,15 +690,17 @@ impl World {
     }
 
     /// The documents of the backfill page of `kind` read and waiting to be written.
-    pub fn pending_page_ids(&self, kind: Kind) -> Vec<DocId> {
-        self.ctx.pending_page[kind.index()]
+    pub fn pending_page_ids(&self, kind: Kind, runner: usize) -> Vec<DocId> {
+        self.ctx.pending_page[kind.index()][runner.min(BACKFILL_RUNNERS - 1)]
             .as_ref()
             .map_or_else(Vec::new, |p| p.docs.iter().map(|(d, _)| d.id).collect())
     }
 
     /// Whether a backfill page of `kind` is read and waiting to be written.
     pub fn backfill_page_pending(&self, kind: Kind) -> bool {
-        self.ctx.pending_page[kind.index()].is_some()
+        self.ctx.pending_page[kind.index()]
+            .iter()
+            .any(Option::is_some)
     }
 
     /// Re-syncs up to one batch of quarantined documents of `kind` (after a data fix or once

@@ -18,7 +18,7 @@ fn step(op: Op) -> Step {
 /// Takes a kind from `legacy` to `read_typed`, backfilling on the way.
 fn to_read_typed(kind: Kind) -> Vec<Step> {
     let mut steps = vec![step(Op::Advance { kind }), step(Op::Advance { kind })];
-    steps.extend((0..8).map(|_| step(Op::Backfill { kind })));
+    steps.extend((0..8).map(|_| step(Op::Backfill { kind, runner: 0 })));
     steps.push(step(Op::Advance { kind }));
     steps
 }

@@ -30,6 +30,30 @@ fn seed_plan_passes_1000_cases_of_200_steps() {
     }
 }
 
+/// The seed plan stays safe with every fault at its highest rate: action crashes, Stripe
+/// redeliveries, backfill driver crashes and a second runner, retry exhaustion, skew.
+#[test]
+fn seed_plan_stays_safe_with_every_fault_on() {
+    let report = check(
+        &Plan::seed(),
+        &CheckOptions {
+            fixed_swarm: Some(cutover::explore::Swarm::max_faults()),
+            ..CheckOptions::default()
+        },
+    );
+    if let Some(c) = &report.counterexample {
+        let trace: Vec<String> = c.trace.iter().map(|t| t.to_string()).collect();
+        panic!("seed {}: {}\n{}", c.seed, c.failure, trace.join("\n"));
+    }
+    assert_eq!(report.cases, 1_000);
+    for probe in Probe::ALL {
+        assert!(
+            report.probes.get(&probe).is_some_and(|n| *n > 0),
+            "never reached {probe}"
+        );
+    }
+}
+
 #[test]
 fn seed_plan_stays_safe_with_many_dirty_documents() {
     let mut options = CheckOptions {

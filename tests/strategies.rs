@@ -166,3 +166,39 @@ fn shadow_reads_are_safe_before_the_backfill_and_count_what_typed_reads_would_mi
     .expect("parses");
     assert!(verdict(&typed, 1_000).is_some());
 }
+
+/// Two backfill runners at once: with a batch that checks in one transaction and inserts in
+/// the next, both runners read the same page and both insert, with no app write involved.
+/// One runner alone does not.
+#[test]
+fn a_second_backfill_runner_duplicates_rows_of_a_two_step_batch() {
+    use cutover::schema::Kind;
+    use cutover::sim::{Op, Sim, SimOptions, Step};
+    let step = |op| Step {
+        op,
+        skew: 0,
+        fault: false,
+    };
+    let events = Kind::Events;
+    let plan = std::sync::Arc::new(variant(
+        "[strategy]\nbackfill_write = \"check_then_insert\"",
+    ));
+    let advance = [
+        step(Op::Advance { kind: events }),
+        step(Op::Advance { kind: events }),
+    ];
+    let batch = |runner| {
+        step(Op::Backfill {
+            kind: events,
+            runner,
+        })
+    };
+    let mut two = advance.to_vec();
+    two.extend([batch(0), batch(1), batch(0), batch(1)]);
+    let mut one = advance.to_vec();
+    one.extend([batch(0), batch(0), batch(0), batch(0)]);
+    let run = |steps: &[Step]| Sim::new(plan.clone(), &SimOptions::default(), 3).run(steps);
+    assert_eq!(run(&one), Ok(()));
+    let failure = run(&two).expect_err("two runners duplicate the page's rows");
+    assert_eq!(failure.invariant, Invariant::UniqueTypedRow, "{failure}");
+}
