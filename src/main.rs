@@ -234,7 +234,10 @@ fn render_report(
                 report.batches,
                 report.reads
             )?;
-            if plan.strategy.read_mode == cutover::plan::ReadMode::Shadow {
+            if cutover::schema::Kind::ALL
+                .iter()
+                .any(|k| plan.strategy_for(*k).read_mode == cutover::plan::ReadMode::Shadow)
+            {
                 writeln!(
                     out,
                     "  shadow reads whose typed answer differed from the legacy one served: {}",

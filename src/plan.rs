@@ -371,6 +371,60 @@ impl Strategy {
     }
 }
 
+/// One kind's own choices, overriding the plan-wide `[strategy]` (`references` and
+/// `webhook_dedupe` are plan-wide only: they are the schema's and the webhook handler's).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindStrategy {
+    pub double_write: Option<DoubleWrite>,
+    pub update_mirroring: Option<UpdateMirroring>,
+    pub delete_mirroring: Option<DeleteMirroring>,
+    pub backfill_write: Option<BackfillWrite>,
+    pub backfill_conflict: Option<BackfillConflict>,
+    pub backfill_read: Option<BackfillRead>,
+    pub backfill_start: Option<BackfillStart>,
+    pub invalid_documents: Option<InvalidDocuments>,
+    pub phase_source: Option<PhaseSource>,
+    pub read_mode: Option<ReadMode>,
+    pub backfill_cursor: Option<BackfillCursor>,
+    /// Per write path overrides for this kind (over the plan-wide ones).
+    #[serde(default)]
+    pub paths: std::collections::BTreeMap<WritePath, PathStrategy>,
+}
+
+impl KindStrategy {
+    /// The plan-wide strategy with this kind's choices applied.
+    pub fn apply(&self, base: &Strategy) -> Strategy {
+        let mut s = base.clone();
+        macro_rules! over {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f { s.$f = v; } )* };
+        }
+        over!(
+            double_write,
+            update_mirroring,
+            delete_mirroring,
+            backfill_write,
+            backfill_conflict,
+            backfill_read,
+            backfill_start,
+            invalid_documents,
+            phase_source,
+            read_mode,
+            backfill_cursor
+        );
+        for (path, p) in &self.paths {
+            let entry = s.paths.entry(*path).or_default();
+            if p.double_write.is_some() {
+                entry.double_write = p.double_write;
+            }
+            if p.update_mirroring.is_some() {
+                entry.update_mirroring = p.update_mirroring;
+            }
+        }
+        s
+    }
+}
+
 /// The guards on each forward transition, named by the phase entered.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -407,6 +461,9 @@ pub struct KindPlan {
     pub depends_on: Vec<Kind>,
     /// Documents per backfill batch (one mutation each).
     pub batch_size: Option<usize>,
+    /// This kind's own strategy choices (`[kinds.strategy]`), over the plan-wide ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<KindStrategy>,
 }
 
 /// A whole plan.
@@ -560,6 +617,15 @@ impl Plan {
                 "separate_mutation applies to action paths only; set it under [strategy.paths.checkout] (or webhook, refund), or override [strategy.paths.app]".into(),
             ));
         }
+        for (i, k) in self.kinds.iter().enumerate() {
+            let strategy = self.strategy_for(k.kind);
+            if strategy.double_write(WritePath::App) == DoubleWrite::SeparateMutation {
+                return Err(invalid(
+                    format!("kinds[{i}].strategy"),
+                    "the app's single-mutation paths have no separate mutation to put the typed write in (only checkout, webhook and refund are actions)".into(),
+                ));
+            }
+        }
         for p in &self.rollback_from {
             if *p == Phase::Legacy {
                 return Err(invalid(
@@ -573,6 +639,14 @@ impl Plan {
 
     pub fn kind(&self, kind: Kind) -> Option<&KindPlan> {
         self.kinds.iter().find(|k| k.kind == kind)
+    }
+
+    /// The strategy `kind` follows: the plan-wide one, with the kind's own choices applied.
+    pub fn strategy_for(&self, kind: Kind) -> std::borrow::Cow<'_, Strategy> {
+        match self.kind(kind).and_then(|k| k.strategy.as_ref()) {
+            Some(own) => std::borrow::Cow::Owned(own.apply(&self.strategy)),
+            None => std::borrow::Cow::Borrowed(&self.strategy),
+        }
     }
 
     pub fn batch_size(&self, kind: Kind) -> usize {

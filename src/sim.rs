@@ -377,10 +377,10 @@ impl ActionKind {
         }
     }
 
-    /// The action's program: one transaction (or external call) per stage. With
-    /// `separate` double writes, each stage that writes an entity is followed by the
+    /// The action's program: one transaction (or external call) per stage. Each stage that
+    /// writes an entity of a kind whose double write is `separate(kind)` is followed by the
     /// separate mutation that writes its typed side.
-    fn program(&self, separate: bool) -> Vec<Stage> {
+    fn program(&self, separate: impl Fn(Kind) -> bool) -> Vec<Stage> {
         let base: Vec<Stage> = match self {
             ActionKind::Checkout { tickets, .. } => {
                 let q = tickets.len();
@@ -395,11 +395,11 @@ impl ActionKind {
                 vec![Stage::ReadForRefund, Stage::CallStripe, Stage::RecordRefund]
             }
         };
-        if !separate {
-            return base;
-        }
         base.into_iter()
-            .flat_map(|st| std::iter::once(st).chain(st.writes_entity().then_some(Stage::Mirror)))
+            .flat_map(|st| {
+                let mirror = self.writes(st).is_some_and(|(kind, _)| separate(kind));
+                std::iter::once(st).chain(mirror.then_some(Stage::Mirror))
+            })
             .collect()
     }
 
@@ -1025,12 +1025,14 @@ impl Sim {
             return Ok(());
         }
         self.actions_started += 1;
-        let separate =
-            self.migrated.plan.strategy.double_write(kind.path()) == DoubleWrite::SeparateMutation;
+        let plan = self.migrated.plan.clone();
+        let path = kind.path();
         let a = InFlight {
             number: self.actions_started,
             lane,
-            program: kind.program(separate),
+            program: kind.program(|k| {
+                plan.strategy_for(k).double_write(path) == DoubleWrite::SeparateMutation
+            }),
             kind,
             pc: 0,
             failed: [false; 2],
@@ -1444,10 +1446,12 @@ impl Sim {
                 &mut self.oracle
             };
             world.ctx.set_path(a.kind.path());
-            if w == MIGRATED
-                && world.plan.strategy.phase_source == PhaseSource::CapturedAtActionStart
-            {
-                world.ctx.set_captured_phases(Some(a.phases));
+            if w == MIGRATED {
+                let plan = world.plan.clone();
+                world.ctx.set_captured_phases(Kind::ALL.map(|k| {
+                    (plan.strategy_for(k).phase_source == PhaseSource::CapturedAtActionStart)
+                        .then_some(a.phases[k.index()])
+                }));
             }
             let r = if a.program[pc] == Stage::Mirror {
                 description = "write the typed side of the previous step".into();
@@ -1463,7 +1467,7 @@ impl Sim {
             };
             let deferred = world.ctx.take_deferred();
             world.ctx.set_path(WritePath::App);
-            world.ctx.set_captured_phases(None);
+            world.ctx.set_captured_phases([None; 3]);
             if w == MIGRATED && r.is_ok() {
                 a.deferred = deferred;
                 if let (ActionKind::Webhook { event, .. }, Stage::ApplyStatus) =
@@ -1535,11 +1539,10 @@ impl Sim {
         // A shadow read: the legacy answer is served, the typed one compared with it.
         if !legacy
             && m.is_ok()
-            && self.migrated.plan.strategy.read_mode == ReadMode::Shadow
-            && resolved
-                .kinds()
-                .iter()
-                .any(|k| self.migrated.phase(*k) == Phase::ReadTyped)
+            && resolved.kinds().iter().any(|k| {
+                self.migrated.phase(*k) == Phase::ReadTyped
+                    && self.migrated.plan.strategy_for(*k).read_mode == ReadMode::Shadow
+            })
         {
             let shadow = run_read(&mut self.migrated, &resolved, Route::Typed);
             if shadow != m {
@@ -1992,7 +1995,8 @@ impl Sim {
     /// A write made by an action that captured the phases when it started, after `kind` had
     /// moved on.
     fn stale_phase(&self, kind: Kind, write: &Event, what: &str) -> Option<Explained> {
-        if self.migrated.plan.strategy.phase_source != PhaseSource::CapturedAtActionStart {
+        if self.migrated.plan.strategy_for(kind).phase_source != PhaseSource::CapturedAtActionStart
+        {
             return None;
         }
         let (started, phases) = self.history.actions.get(&write.actor)?;
@@ -2135,7 +2139,7 @@ impl Sim {
         if let Some(x) = written.and_then(|u| self.stale_phase(kind, u, &ls)) {
             return x;
         }
-        if self.migrated.plan.strategy.backfill_cursor == BackfillCursor::Offset
+        if self.migrated.plan.strategy_for(kind).backfill_cursor == BackfillCursor::Offset
             && let Some(done_at) = h.backfill_done.get(&kind)
             && let Some((gone, d)) = h
                 .docs

@@ -210,7 +210,7 @@ pub struct Ctx {
     path: std::cell::Cell<WritePath>,
     /// Phases an action captured when it started, seen by its mutations instead of the
     /// controller's (see `phase`).
-    captured: std::cell::Cell<Option<[Phase; 3]>>,
+    captured: std::cell::Cell<[Option<Phase>; 3]>,
     /// Whether the read running now keeps its legacy form whatever the phase (the plan's
     /// `legacy_reads`), or its typed form (the typed half of a shadow read).
     route: std::cell::Cell<Route>,
@@ -279,7 +279,7 @@ impl World {
                 views: Default::default(),
                 path: std::cell::Cell::new(WritePath::App),
                 route: std::cell::Cell::new(Route::Phase),
-                captured: std::cell::Cell::new(None),
+                captured: std::cell::Cell::new([None; 3]),
                 deferred: Default::default(),
                 pending_page: Default::default(),
                 retry_cursor: Default::default(),
@@ -508,7 +508,8 @@ impl World {
     ) -> Result<BackfillOutcome, TxError> {
         let runner = runner.min(BACKFILL_RUNNERS - 1);
         let phase = self.phase(kind);
-        let runs = match self.plan.strategy.backfill_start {
+        let strategy = self.plan.strategy_for(kind).into_owned();
+        let runs = match strategy.backfill_start {
             BackfillStart::WithDoubleWrite => phase == Phase::Backfill,
             BackfillStart::BeforeDoubleWrite => phase <= Phase::Backfill,
         };
@@ -516,7 +517,7 @@ impl World {
             return Ok(BackfillOutcome::NotRunning(phase));
         }
         let batch = self.plan.batch_size(kind);
-        if self.plan.strategy.backfill_two_step() {
+        if strategy.backfill_two_step() {
             return match self.ctx.pending_page[kind.index()][runner].take() {
                 None => self.backfill_read_page(kind, batch, runner),
                 Some(page) => self.backfill_write_page(kind, page),
@@ -539,7 +540,7 @@ impl World {
                 if w.bugs.backfill_skips_last && i + 1 == n && n > 1 {
                     continue;
                 }
-                let blind = w.plan.strategy.backfill_write == BackfillWrite::BlindInsert;
+                let blind = strategy.backfill_write == BackfillWrite::BlindInsert;
                 let (typed, quarantined) = if blind {
                     (None, None)
                 } else {
@@ -554,7 +555,7 @@ impl World {
                     doc,
                     typed,
                     quarantined,
-                    w.plan.strategy.backfill_conflict,
+                    strategy.backfill_conflict,
                 )?;
                 counts.add(&synced);
             }
@@ -611,7 +612,7 @@ impl World {
             // The runner writes the page it holds, whatever another runner did meanwhile.
             let pdoc = w.progress_doc(tx, kind)?;
             let mut p = parse_progress(&pdoc.fields);
-            let strategy = &w.plan.strategy;
+            let strategy = w.plan.strategy_for(kind);
             let mut counts = BatchCounts::default();
             for (copy, had_row) in &page.docs {
                 if kind_of(&copy.fields) != Some(kind) {
@@ -670,7 +671,7 @@ impl World {
     pub fn behind_backfill_cursor(&self, kind: Kind, doc: &Doc) -> bool {
         if !self.migrating
             || self.phase(kind) != Phase::Backfill
-            || self.plan.strategy.backfill_cursor != BackfillCursor::CreationOrder
+            || self.plan.strategy_for(kind).backfill_cursor != BackfillCursor::CreationOrder
         {
             return false;
         }
@@ -976,15 +977,12 @@ impl Ctx {
     /// The kind's phase as the code running now sees it: the controller's, or the phases an
     /// action captured when it started (`phase_source = "captured_at_action_start"`).
     pub fn phase(&self, kind: Kind) -> Phase {
-        match self.captured.get() {
-            Some(p) => p[kind.index()],
-            None => self.phases[kind.index()],
-        }
+        self.captured.get()[kind.index()].unwrap_or(self.phases[kind.index()])
     }
 
-    /// Makes the mutations that run next see `phases` (an action's captured phases), or the
-    /// controller's again (`None`).
-    pub fn set_captured_phases(&self, phases: Option<[Phase; 3]>) {
+    /// Makes the mutations that run next see, for each kind given, that phase (an action's
+    /// captured one) instead of the controller's; `[None; 3]` restores the controller's.
+    pub fn set_captured_phases(&self, phases: [Option<Phase>; 3]) {
         self.captured.set(phases);
     }
 
@@ -1227,7 +1225,7 @@ impl Ctx {
         batch: usize,
     ) -> Result<BackfillPage, TxError> {
         let ty = [Value::from(kind.legacy_type())];
-        let (index, prefix): (_, &[Value]) = match self.plan.strategy.backfill_cursor {
+        let (index, prefix): (_, &[Value]) = match self.plan.strategy_for(kind).backfill_cursor {
             BackfillCursor::Offset => {
                 // Skips the first `offset` documents of the kind in creation order, reading
                 // them again on every batch, as offset pagination does.
@@ -1353,7 +1351,7 @@ impl Ctx {
                 Ok(Synced::Migrated)
             }
             Err(error) => {
-                let policy = self.plan.strategy.invalid_documents;
+                let policy = self.plan.strategy_for(kind).invalid_documents;
                 if policy == InvalidDocuments::Throw {
                     return Err(TxError::Threw(format!(
                         "{} cannot map: {error}",
@@ -1416,7 +1414,8 @@ impl Ctx {
             return Ok(());
         }
         let path = self.path.get();
-        match self.plan.strategy.double_write(path) {
+        let strategy = self.plan.strategy_for(kind);
+        match strategy.double_write(path) {
             DoubleWrite::None => Ok(()),
             DoubleWrite::SeparateMutation => {
                 self.deferred.borrow_mut().push((kind, legacy));
@@ -1424,7 +1423,7 @@ impl Ctx {
             }
             DoubleWrite::SameMutation => {
                 let how = if update {
-                    self.plan.strategy.update_mirroring(path)
+                    strategy.update_mirroring(path)
                 } else {
                     UpdateMirroring::Upsert
                 };
@@ -1711,7 +1710,7 @@ impl Ctx {
             return Err(TxError::NotFound(format!("{kind} #{key}")));
         };
         tx.delete(legacy)?;
-        if self.plan.strategy.delete_mirroring == DeleteMirroring::Both {
+        if self.plan.strategy_for(kind).delete_mirroring == DeleteMirroring::Both {
             self.mirror(tx, kind, legacy, false)?;
         }
         Ok(())
@@ -1792,7 +1791,7 @@ impl Ctx {
             Route::Phase => {
                 phase.reads_typed()
                     && !(phase == Phase::ReadTyped
-                        && self.plan.strategy.read_mode == ReadMode::Shadow)
+                        && self.plan.strategy_for(kind).read_mode == ReadMode::Shadow)
             }
         }
     }
@@ -1800,7 +1799,7 @@ impl Ctx {
     /// Whether a typed read of `kind` falls back to `objects` for a document that has no
     /// typed row (`read_mode = "typed_with_fallback"`, while `objects` is still written).
     fn falls_back(&self, kind: Kind) -> bool {
-        self.plan.strategy.read_mode == ReadMode::TypedWithFallback
+        self.plan.strategy_for(kind).read_mode == ReadMode::TypedWithFallback
             && self.phase(kind) == Phase::ReadTyped
     }
 

@@ -202,3 +202,37 @@ fn a_second_backfill_runner_duplicates_rows_of_a_two_step_batch() {
     let failure = run(&two).expect_err("two runners duplicate the page's rows");
     assert_eq!(failure.invariant, Invariant::UniqueTypedRow, "{failure}");
 }
+
+/// A kind's own `[kinds.strategy]` overrides the plan-wide choice for that kind only.
+#[test]
+fn a_strategy_can_differ_per_kind() {
+    use cutover::plan::{DeleteMirroring, KindStrategy};
+    use cutover::schema::Kind;
+    // Deletes of events only are not mirrored: the orphan is always an event row.
+    let mut plan = Plan::seed();
+    plan.kinds[0].strategy = Some(KindStrategy {
+        delete_mirroring: Some(DeleteMirroring::LegacyOnly),
+        ..KindStrategy::default()
+    });
+    assert_eq!(
+        plan.strategy_for(Kind::Events).delete_mirroring,
+        DeleteMirroring::LegacyOnly
+    );
+    assert_eq!(
+        plan.strategy_for(Kind::Tickets).delete_mirroring,
+        DeleteMirroring::Both
+    );
+    let text = toml::to_string(&plan).expect("plans serialize");
+    assert!(text.contains("[kinds.strategy]"), "{text}");
+    let plan = Plan::parse(&text, "per-kind.toml").expect("parses back");
+    let report = check(&plan, &CheckOptions::default());
+    let c = report
+        .counterexample
+        .expect("unmirrored event deletes are caught");
+    assert_eq!(c.failure.invariant, Invariant::NoOrphanTypedRow);
+    assert!(
+        c.failure.message.starts_with("events:"),
+        "{}",
+        c.failure.message
+    );
+}
