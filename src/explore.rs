@@ -4,7 +4,9 @@
 
 use crate::plan::{Phase, Plan};
 use crate::schema::Kind;
-use crate::sim::{Failure, Op, Probe, Read, Sim, SimOptions, Stats, Step, TicketChange, TraceLine};
+use crate::sim::{
+    Failure, Fault, Op, Probe, Read, Sim, SimOptions, Stats, Step, TicketChange, TraceLine,
+};
 use proptest::prelude::*;
 use proptest::strategy::{NewTree, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestError, TestRng, TestRunner};
@@ -211,6 +213,9 @@ pub struct Swarm {
     pub skew_max: u8,
     /// Percentage of steps whose transaction fails with its retries exhausted.
     pub retry_fault_percent: u8,
+    /// Percentage of steps whose typed writes (double writes, backfill) the typed table's
+    /// validator rejects.
+    pub reject_fault_percent: u8,
 }
 
 impl Default for Swarm {
@@ -221,6 +226,7 @@ impl Default for Swarm {
             skew_percent: 25,
             skew_max: 3,
             retry_fault_percent: 1,
+            reject_fault_percent: 1,
         }
     }
 }
@@ -237,6 +243,7 @@ impl Swarm {
             }
         }
         swarm.retry_fault_percent = 10;
+        swarm.reject_fault_percent = 10;
         swarm.skew_percent = 50;
         swarm.skew_max = 30;
         swarm
@@ -269,6 +276,7 @@ impl Swarm {
             skew_percent: [0, 10, 25, 50][rng.random_range(0..4usize)],
             skew_max: [2, 5, 12, 30][rng.random_range(0..4usize)],
             retry_fault_percent: [0, 1, 3, 10][rng.random_range(0..4usize)],
+            reject_fault_percent: [0, 1, 3, 10][rng.random_range(0..4usize)],
         }
     }
 
@@ -292,6 +300,12 @@ impl Swarm {
             parts.push(format!(
                 "{}% of transactions fail with retries exhausted",
                 self.retry_fault_percent
+            ));
+        }
+        if self.reject_fault_percent > 0 {
+            parts.push(format!(
+                "{}% of steps have their typed writes rejected",
+                self.reject_fault_percent
             ));
         }
         if self.skew_percent == 0 {
@@ -341,16 +355,17 @@ pub fn step_in(swarm: &Swarm) -> impl Strategy<Value = Step> + use<> {
         ])
         .boxed()
     };
-    let p = u32::from(swarm.retry_fault_percent.min(100));
-    let fault: BoxedStrategy<bool> = if p == 0 {
-        Just(false).boxed()
-    } else {
-        proptest::strategy::Union::new_weighted(vec![
-            ((100 - p).max(1), Just(false).boxed()),
-            (p, Just(true).boxed()),
-        ])
-        .boxed()
-    };
+    let retry = u32::from(swarm.retry_fault_percent.min(50));
+    let reject = u32::from(swarm.reject_fault_percent.min(50));
+    let mut arms: Vec<(u32, BoxedStrategy<Option<Fault>>)> =
+        vec![((100 - retry - reject).max(1), Just(None).boxed())];
+    if retry > 0 {
+        arms.push((retry, Just(Some(Fault::RetriesExhausted)).boxed()));
+    }
+    if reject > 0 {
+        arms.push((reject, Just(Some(Fault::TypedWriteRejected)).boxed()));
+    }
+    let fault = proptest::strategy::Union::new_weighted(arms);
     (op_in(swarm), skew, fault).prop_map(|(op, skew, fault)| Step { op, skew, fault })
 }
 

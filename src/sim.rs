@@ -6,8 +6,8 @@ use crate::anomaly::{Anomaly, Event, Explained, History, Touch};
 use crate::data::{self, Dataset, GenOptions, TxShape};
 use crate::domain::{for_each_reference, kind_of};
 use crate::plan::{
-    BackfillCursor, DoubleWrite, Phase, PhaseSource, Plan, ReadMode, ReadName, UpdateMirroring,
-    WritePath,
+    BackfillCursor, DoubleWrite, InvalidDocuments, Phase, PhaseSource, Plan, ReadMode, ReadName,
+    UpdateMirroring, WritePath,
 };
 use crate::schema::{Kind, PAYMENT_STATUSES, TICKET_STATUSES, typed_validator_of};
 use crate::store::{Doc, DocId, TxError, Write};
@@ -178,19 +178,26 @@ pub struct Step {
     pub op: Op,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub skew: u8,
-    /// An injected fault: the step's transaction keeps conflicting and fails once its
-    /// retries are exhausted, committing nothing (in both worlds for the app's own
-    /// transactions, in the migrated world for the migration's).
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub fault: bool,
+    /// A fault injected into the step's transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
+}
+
+/// A fault injected into one step.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// The step's transaction keeps conflicting and fails once its retries are exhausted,
+    /// committing nothing (in both worlds for the app's own transactions, in the migrated
+    /// world for the migration's).
+    RetriesExhausted,
+    /// The typed table's validator rejects the migration's typed writes in this step (its
+    /// double writes and backfill rows; not the app's own writes in `typed_only`).
+    TypedWriteRejected,
 }
 
 fn is_zero(x: &u8) -> bool {
     *x == 0
-}
-
-fn is_false(x: &bool) -> bool {
-    !*x
 }
 
 impl Op {
@@ -794,16 +801,20 @@ impl Sim {
         self.step_event = None;
         self.step_rejected = None;
         self.step_is_backfill = matches!(step.op, Op::Backfill { .. });
-        let fault = step.fault && step.op.is_transaction();
-        if fault {
-            self.migrated.store.fail_next_mutation(true);
-            self.oracle.store.fail_next_mutation(true);
+        match step.fault {
+            Some(Fault::RetriesExhausted) if step.op.is_transaction() => {
+                self.migrated.store.fail_next_mutation(true);
+                self.oracle.store.fail_next_mutation(true);
+            }
+            Some(Fault::TypedWriteRejected) => self.migrated.ctx.set_reject_typed(true),
+            _ => {}
         }
         let applied = self.apply(&step.op, skew);
         // A fault no transaction of this step took is withdrawn (a mirror stage runs in the
         // migrated world only; a step can find nothing to do).
         self.migrated.store.fail_next_mutation(false);
         self.oracle.store.fail_next_mutation(false);
+        self.migrated.ctx.set_reject_typed(false);
         // The structural invariants name the more specific anomaly, so they are reported
         // before a disagreement the step itself observed (a failed write or read).
         let result = self.check_after_step().and(applied);
@@ -1896,7 +1907,11 @@ impl Sim {
         if self.mirror_pending(l) {
             return Ok(());
         }
-        if both_written && let Some(t) = typed.first() {
+        // A quarantined document may keep the typed row it had (its last good copy).
+        if both_written
+            && !quarantined
+            && let Some(t) = typed.first()
+        {
             let expected = self.migrated.map_doc_now(kind, &doc);
             let world = &self.migrated;
             match expected {
@@ -2105,6 +2120,14 @@ impl Sim {
                 anomaly: Anomaly::SilentlyDroppedDocument,
                 explanation: format!(
                     "{ls} cannot map ({e}); {done} without a typed row or a quarantine entry for it, so nothing records that it was left out"
+                ),
+            };
+        }
+        if self.migrated.plan.strategy_for(kind).invalid_documents == InvalidDocuments::Skip {
+            return Explained {
+                anomaly: Anomaly::SilentlyDroppedDocument,
+                explanation: format!(
+                    "{ls}'s typed write was rejected and the plan skips such documents silently; {done} without a typed row or a quarantine entry for it"
                 ),
             };
         }
@@ -2874,8 +2897,7 @@ fn run_read_routed(world: &mut World, read: &Resolved) -> Result<Answer, TxError
                 if c.read_one(tx, Kind::Events, *e)?.is_none() {
                     return Ok(list(vec![]));
                 }
-                let (_, typed) = c.locate(tx, Kind::Events, *e)?;
-                let typed_id = typed.map(|t| Value::String(c.id_string(t.id)));
+                let typed_id = c.typed_id_of(tx, Kind::Events, *e)?;
                 let views = c.read_list(
                     tx,
                     Kind::Tickets,
@@ -2892,8 +2914,7 @@ fn run_read_routed(world: &mut World, read: &Resolved) -> Result<Answer, TxError
                 if c.read_one(tx, Kind::Transactions, *x)?.is_none() {
                     return Ok(list(vec![]));
                 }
-                let (_, typed) = c.locate(tx, Kind::Transactions, *x)?;
-                let typed_id = typed.map(|t| Value::String(c.id_string(t.id)));
+                let typed_id = c.typed_id_of(tx, Kind::Transactions, *x)?;
                 let views = c.read_list(
                     tx,
                     Kind::Tickets,

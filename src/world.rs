@@ -208,6 +208,9 @@ pub struct Ctx {
     /// The write path whose mutation runs now (set by the caller; the strategies of
     /// `plan::Strategy` can differ per path).
     path: std::cell::Cell<WritePath>,
+    /// An injected fault: the migration's typed writes fail validation (see
+    /// `write_typed_row`).
+    reject_typed: std::cell::Cell<bool>,
     /// Phases an action captured when it started, seen by its mutations instead of the
     /// controller's (see `phase`).
     captured: std::cell::Cell<[Option<Phase>; 3]>,
@@ -280,6 +283,7 @@ impl World {
                 path: std::cell::Cell::new(WritePath::App),
                 route: std::cell::Cell::new(Route::Phase),
                 captured: std::cell::Cell::new([None; 3]),
+                reject_typed: std::cell::Cell::new(false),
                 deferred: Default::default(),
                 pending_page: Default::default(),
                 retry_cursor: Default::default(),
@@ -885,8 +889,8 @@ impl World {
     }
 
     /// How one legacy document differs from its typed side, if it does: it must have exactly
-    /// one equal typed row and no quarantine entry if it maps, no typed row and a quarantine
-    /// entry if it does not, and neither once it is deleted.
+    /// one equal typed row and no quarantine entry if it maps, a quarantine entry (and at
+    /// most the typed row it had) if it does not, and neither once it is deleted.
     pub fn diff_one(&mut self, kind: Kind, l: DocId) -> Option<String> {
         let id = self.id_string(l);
         let typed = self.peek_typed_rows(kind, l);
@@ -915,7 +919,7 @@ impl World {
         }
         let difference = match (mapped, typed.as_slice(), quarantined) {
             (Ok(f), [t], false) if t.fields == f => return None,
-            (Err(_), [], true) => return None,
+            (Err(_), [] | [_], true) => return None,
             (_, rows, _) if rows.len() > 1 => format!("has {} typed rows", rows.len()),
             (Ok(_), [], false) => "has no typed row".to_string(),
             (Ok(_), _, false) => "differs from its typed row".to_string(),
@@ -1323,33 +1327,31 @@ impl Ctx {
         conflict: BackfillConflict,
     ) -> Result<Synced, TxError> {
         let legacy = doc.id;
-        match self.map(tx, kind, &doc.fields, Some(legacy))? {
-            Ok(fields) => {
-                match typed {
-                    Some(t) if t.fields == fields => {}
-                    Some(t) => {
-                        let newer = || updated_at(&fields) > updated_at(&t.fields);
-                        match conflict {
-                            BackfillConflict::Overwrite => tx.replace(t.id, fields)?,
-                            BackfillConflict::NewerWins if newer() => tx.replace(t.id, fields)?,
-                            BackfillConflict::SkipExisting | BackfillConflict::NewerWins => {
-                                return Ok(Synced::Kept);
+        let mapped: Result<std::convert::Infallible, MapError> =
+            match self.map(tx, kind, &doc.fields, Some(legacy))? {
+                Ok(fields) => {
+                    match self.write_typed_row(tx, kind, legacy, fields, typed.as_ref(), conflict) {
+                        Ok(Synced::Migrated) => {
+                            if let Some(q) = quarantined {
+                                tx.delete(q.id)?;
                             }
+                            return Ok(Synced::Migrated);
                         }
-                    }
-                    None => {
-                        let typed = tx.insert(self.t.typed[kind.index()], fields)?;
-                        let mut m = Fields::new();
-                        m.insert("legacyId".into(), Value::String(self.id_string(legacy)));
-                        m.insert("typedId".into(), Value::String(self.id_string(typed)));
-                        tx.insert(self.t.id_map, m)?;
+                        Ok(other) => return Ok(other),
+                        // The typed table's validator rejected the row: the document is treated as
+                        // one that cannot map (the write path catches the error).
+                        Err(TxError::Validation { table, error }) => Err(MapError {
+                            path: error.path,
+                            reason: format!("{table} rejects the typed row: {}", error.reason),
+                            blocked_by: None,
+                        }),
+                        Err(e) => return Err(e),
                     }
                 }
-                if let Some(q) = quarantined {
-                    tx.delete(q.id)?;
-                }
-                Ok(Synced::Migrated)
-            }
+                Err(error) => Err(error),
+            };
+        match mapped {
+            Ok(never) => match never {},
             Err(error) => {
                 let policy = self.plan.strategy_for(kind).invalid_documents;
                 if policy == InvalidDocuments::Throw {
@@ -1358,15 +1360,19 @@ impl Ctx {
                         self.id_string(legacy)
                     )));
                 }
-                if let Some(t) = typed {
-                    tx.delete(t.id)?;
-                }
                 if policy == InvalidDocuments::Skip {
+                    if let Some(t) = typed {
+                        tx.delete(t.id)?;
+                    }
                     if let Some(q) = quarantined {
                         tx.delete(q.id)?;
                     }
                     return Ok(Synced::Skipped(error));
                 }
+                // A quarantined document keeps the typed row it had, if any (its last good
+                // copy): reads serve the document from objects while it is quarantined, and
+                // the row keeps its id, so the typed rows that reference it stay valid and a
+                // write that makes it mappable again updates the same row.
                 let mut q = Fields::new();
                 q.insert("legacyId".into(), Value::String(self.id_string(legacy)));
                 q.insert("kind".into(), Value::from(kind.table()));
@@ -1388,6 +1394,57 @@ impl Ctx {
                 Ok(Synced::Quarantined(error))
             }
         }
+    }
+
+    /// Inserts or replaces the typed row of `legacy` (`typed`: the row found, if the caller
+    /// looked), as the conflict policy says.
+    fn write_typed_row(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        legacy: DocId,
+        fields: Fields,
+        typed: Option<&Arc<Doc>>,
+        conflict: BackfillConflict,
+    ) -> Result<Synced, TxError> {
+        if typed.is_some_and(|t| t.fields == fields) {
+            return Ok(Synced::Migrated);
+        }
+        if self.reject_typed.get() {
+            return Err(TxError::Validation {
+                table: kind.table(),
+                error: crate::validator::ValidationError {
+                    path: String::new(),
+                    reason: "the validator rejects this write (an injected fault)".into(),
+                },
+            });
+        }
+        match typed {
+            Some(t) => {
+                let newer = updated_at(&fields) > updated_at(&t.fields);
+                match conflict {
+                    BackfillConflict::Overwrite => tx.replace(t.id, fields)?,
+                    BackfillConflict::NewerWins if newer => tx.replace(t.id, fields)?,
+                    BackfillConflict::SkipExisting | BackfillConflict::NewerWins => {
+                        return Ok(Synced::Kept);
+                    }
+                }
+            }
+            None => {
+                let typed = tx.insert(self.t.typed[kind.index()], fields)?;
+                let mut m = Fields::new();
+                m.insert("legacyId".into(), Value::String(self.id_string(legacy)));
+                m.insert("typedId".into(), Value::String(self.id_string(typed)));
+                tx.insert(self.t.id_map, m)?;
+            }
+        }
+        Ok(Synced::Migrated)
+    }
+
+    /// Makes the migration's typed writes (double writes, backfill) fail validation until
+    /// turned off again (an injected fault).
+    pub fn set_reject_typed(&self, on: bool) {
+        self.reject_typed.set(on);
     }
 
     /// Sets the write path whose mutations run next (see `plan::Strategy::paths`).
@@ -1652,6 +1709,25 @@ impl Ctx {
         }
     }
 
+    /// The typed id that typed rows referencing entity `key` hold: its typed row's id, or,
+    /// if it has none now (quarantined since), the one it had (`migrationIdMap`).
+    pub fn typed_id_of(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        key: Key,
+    ) -> Result<Option<Value>, TxError> {
+        let (legacy, typed) = self.locate(tx, kind, key)?;
+        if let Some(t) = typed {
+            return Ok(Some(Value::String(self.id_string(t.id))));
+        }
+        let Some(l) = legacy else { return Ok(None) };
+        let id = [Value::String(self.id_string(l))];
+        Ok(tx
+            .first(self.t.id_map_by_legacy, &id)?
+            .and_then(|m| m.get("typedId").cloned()))
+    }
+
     /// Updates an entity of a migrating kind, as its phase and the write path's strategy
     /// say.
     pub fn update(
@@ -1669,7 +1745,10 @@ impl Ctx {
             {
                 return self.update_legacy(tx, l, changes);
             }
-            if let Some(row) = typed {
+            // A quarantined document lives in objects (it may keep the typed row it had).
+            if let Some(row) = typed
+                && !self.quarantined(tx, legacy)?
+            {
                 return self.update_typed(tx, kind, &row, changes);
             }
         }
@@ -1678,6 +1757,14 @@ impl Ctx {
         };
         self.update_legacy(tx, legacy, changes)?;
         self.mirror(tx, kind, legacy, true)
+    }
+
+    /// Whether the legacy document `legacy` (if any) is quarantined.
+    fn quarantined(&self, tx: &mut Tx<'_>, legacy: Option<DocId>) -> Result<bool, TxError> {
+        match legacy {
+            Some(l) => Ok(self.quarantine_entry(tx, l)?.is_some()),
+            None => Ok(false),
+        }
     }
 
     /// The legacy document a write may touch. Once a kind is `typed_only`, `objects` holds
@@ -1703,6 +1790,7 @@ impl Ctx {
         if self.migrating
             && self.phase(kind) == Phase::TypedOnly
             && let Some(row) = typed
+            && !self.quarantined(tx, legacy)?
         {
             return tx.delete(row.id);
         }
@@ -1821,6 +1909,16 @@ impl Ctx {
                 .filter(|d| kind_of(&d.fields) == Some(kind))
                 .map(|d| self.view(kind, &d)));
         }
+        // A quarantined document is read from objects (or hidden), even if it keeps the
+        // typed row it had.
+        if let Some(l) = legacy
+            && self.quarantine_entry(tx, l)?.is_some()
+        {
+            return Ok(match self.plan.quarantine_reads {
+                QuarantineReads::ServeFromLegacy => tx.get(l)?.map(|d| self.view(kind, &d)),
+                QuarantineReads::Hide => None,
+            });
+        }
         if let Some(row) = typed {
             return Ok(Some(self.view(kind, &row)));
         }
@@ -1829,18 +1927,8 @@ impl Ctx {
                 .get(l)?
                 .filter(|d| kind_of(&d.fields) == Some(kind))
                 .map(|d| self.view(kind, &d))),
-            Some(l) if self.serves_quarantined(tx, l)? => {
-                Ok(tx.get(l)?.map(|d| self.view(kind, &d)))
-            }
             _ => Ok(None),
         }
-    }
-
-    fn serves_quarantined(&self, tx: &mut Tx<'_>, legacy: DocId) -> Result<bool, TxError> {
-        Ok(
-            self.plan.quarantine_reads == QuarantineReads::ServeFromLegacy
-                && self.quarantine_entry(tx, legacy)?.is_some(),
-        )
     }
 
     /// Whether any document of `kind` (of organization `org`, if given) is quarantined.
@@ -1874,28 +1962,40 @@ impl Ctx {
     ) -> Result<Vec<View>, TxError> {
         let mut views: Vec<View> = Vec::new();
         if self.reads_typed(kind) {
-            let skip = usize::from(self.bugs.typed_list_drops_first);
-            for d in typed(self, tx)?.iter().skip(skip) {
-                views.push(self.view(kind, d));
-            }
-            if self.falls_back(kind) {
-                // Every legacy document without a typed row (quarantined ones included).
+            let rows = typed(self, tx)?;
+            let fallback = self.falls_back(kind);
+            let quarantine = self.has_quarantine(tx, kind, org)?;
+            // Quarantined documents are read from objects (or hidden), even those that keep
+            // the typed row they had; with a fallback, so is every document without a row.
+            let mut quarantined: BTreeSet<DocId> = BTreeSet::new();
+            if fallback || quarantine {
                 for d in legacy(self, tx)? {
-                    if kind_of(&d.fields) == Some(kind)
-                        && self.typed_of_legacy(tx, kind, d.id)?.is_none()
-                    {
+                    if kind_of(&d.fields) != Some(kind) {
+                        continue;
+                    }
+                    if quarantine && self.quarantine_entry(tx, d.id)?.is_some() {
+                        quarantined.insert(d.id);
+                        if self.plan.quarantine_reads == QuarantineReads::ServeFromLegacy {
+                            views.push(self.view(kind, &d));
+                        }
+                    } else if fallback && self.typed_of_legacy(tx, kind, d.id)?.is_none() {
                         views.push(self.view(kind, &d));
                     }
                 }
-            } else if self.plan.quarantine_reads == QuarantineReads::ServeFromLegacy
-                && self.has_quarantine(tx, kind, org)?
-            {
-                for d in legacy(self, tx)? {
-                    if kind_of(&d.fields) == Some(kind)
-                        && self.quarantine_entry(tx, d.id)?.is_some()
-                    {
-                        views.push(self.view(kind, &d));
-                    }
+            }
+            // A typed row kept by a quarantined document is stale: it may even match a query
+            // its document no longer does.
+            let skip = usize::from(self.bugs.typed_list_drops_first);
+            for d in rows.iter().skip(skip) {
+                let stale = quarantine
+                    && match self.legacy_of(d) {
+                        Some(l) => {
+                            quarantined.contains(&l) || self.quarantine_entry(tx, l)?.is_some()
+                        }
+                        None => false,
+                    };
+                if !stale {
+                    views.push(self.view(kind, d));
                 }
             }
         } else {

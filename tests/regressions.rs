@@ -11,7 +11,7 @@ fn step(op: Op) -> Step {
     Step {
         op,
         skew: 0,
-        fault: false,
+        fault: None,
     }
 }
 
@@ -232,4 +232,63 @@ fn quarantined_ticket_moved_to_a_typed_only_event_is_still_listed_under_it() {
     sim.run(&steps).unwrap_or_else(|f| panic!("{f}"));
     assert_eq!(sim.migrated.phases(), [cutover::plan::Phase::TypedOnly; 3]);
     assert_eq!(sim.pending(Kind::Tickets), 0);
+}
+
+/// Postmortem: when a write to an already migrated event could not be written to the typed
+/// table (its typed write rejected), the sync quarantined the event and deleted its typed
+/// row; a quarantine retry then gave it a new typed row with a new id, while the
+/// transactions that referenced the old one kept it, and once transactions went typed-only
+/// their rows pointed at no event. Found by `cutover check --cases 5000 --seed 7000` (case
+/// seed 10800) after the typed-write-rejected fault was added. Fix: a quarantined document
+/// keeps the typed row it had (reads serve it from `objects` while it is quarantined), so
+/// typed ids never change.
+#[test]
+fn a_quarantine_episode_keeps_the_typed_id_of_a_referenced_event() {
+    use cutover::sim::Fault;
+    let mut sim = clean_sim();
+    let events = Kind::Events;
+    let mut steps = all_to_read_typed();
+    sim.run(&steps).unwrap_or_else(|f| panic!("{f}"));
+    let event = sim.migrated.handle(0).expect("event 0 exists");
+    let typed_id = |sim: &Sim| {
+        sim.migrated
+            .peek_typed_rows(events, event)
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+    };
+    let before = typed_id(&sim);
+    assert_eq!(before.len(), 1);
+    steps = vec![
+        Step {
+            op: Op::GenericUpdate {
+                kind: events,
+                target: 0,
+                seed: 0,
+            },
+            skew: 0,
+            fault: Some(Fault::TypedWriteRejected),
+        },
+        step(Op::RetryQuarantine { kind: events }),
+    ];
+    sim.run(&steps).unwrap_or_else(|f| panic!("{f}"));
+    assert!(!sim.migrated.peek_quarantined(event), "the retry released it");
+    assert_eq!(typed_id(&sim), before, "the event kept its typed id");
+    // Every transaction, written once typed-only, still references a live event row.
+    let mut steps: Vec<Step> = [Kind::Tickets, Kind::Transactions]
+        .into_iter()
+        .map(|kind| step(Op::Advance { kind }))
+        .collect();
+    steps.extend((0..16).map(|target| {
+        step(Op::GenericUpdate {
+            kind: Kind::Transactions,
+            target,
+            seed: 0,
+        })
+    }));
+    sim.run(&steps).unwrap_or_else(|f| panic!("{f}"));
+    assert_eq!(
+        sim.migrated.phase(Kind::Transactions),
+        cutover::plan::Phase::TypedOnly
+    );
 }

@@ -177,7 +177,7 @@ fn a_second_backfill_runner_duplicates_rows_of_a_two_step_batch() {
     let step = |op| Step {
         op,
         skew: 0,
-        fault: false,
+        fault: None,
     };
     let events = Kind::Events;
     let plan = std::sync::Arc::new(variant(
