@@ -319,6 +319,11 @@ pub struct Strategy {
     pub phase_source: PhaseSource,
     pub read_mode: ReadMode,
     pub backfill_cursor: BackfillCursor,
+    /// Whether a rollback from `typed_only` first copies the typed rows back to `objects`
+    /// (the writes made while only the typed table was written), inserts legacy documents
+    /// for entities created typed-only, and deletes the legacy copies of entities deleted
+    /// typed-only.
+    pub rollback_mirror: bool,
     /// Whether the payment webhook's mutation records each Stripe event id and ignores a
     /// delivery it has already applied (Stripe redelivers, duplicates and reorders). The app
     /// without the migration (the oracle) always does; `false` is a rewritten handler that
@@ -343,6 +348,7 @@ impl Default for Strategy {
             phase_source: PhaseSource::PerMutation,
             read_mode: ReadMode::Typed,
             backfill_cursor: BackfillCursor::CreationOrder,
+            rollback_mirror: false,
             webhook_dedupe: true,
             paths: Default::default(),
         }
@@ -387,6 +393,7 @@ pub struct KindStrategy {
     pub phase_source: Option<PhaseSource>,
     pub read_mode: Option<ReadMode>,
     pub backfill_cursor: Option<BackfillCursor>,
+    pub rollback_mirror: Option<bool>,
     /// Per write path overrides for this kind (over the plan-wide ones).
     #[serde(default)]
     pub paths: std::collections::BTreeMap<WritePath, PathStrategy>,
@@ -410,7 +417,8 @@ impl KindStrategy {
             invalid_documents,
             phase_source,
             read_mode,
-            backfill_cursor
+            backfill_cursor,
+            rollback_mirror
         );
         for (path, p) in &self.paths {
             let entry = s.paths.entry(*path).or_default();

@@ -776,6 +776,24 @@ impl World {
                 reason: format!("the plan allows no rollback from {from}"),
             };
         }
+        if from == Phase::TypedOnly && self.plan.strategy_for(kind).rollback_mirror {
+            match self.mutate(0, |w, tx| w.mirror_back(tx, kind)) {
+                Ok(created) => {
+                    for (legacy, typed) in created {
+                        if let Some(key) = self.key_of(typed) {
+                            self.ctx.id_keys.insert(legacy, key);
+                        }
+                    }
+                }
+                Err(e) => {
+                    return Switch::Refused {
+                        from,
+                        to,
+                        reason: format!("copying the typed-only writes back failed: {e}"),
+                    };
+                }
+            }
+        }
         self.ctx.phases[kind.index()] = to;
         Switch::Moved { from, to }
     }
@@ -1396,6 +1414,69 @@ impl Ctx {
         }
     }
 
+    /// Copies `kind`'s typed rows back to `objects` before a rollback from `typed_only`
+    /// (`rollback_mirror`): each row's legacy document gets the row's fields (references
+    /// turned back into legacy ids), a row created typed-only gets a new legacy document (and
+    /// its `legacyId`), and the legacy copy of an entity deleted typed-only is deleted.
+    /// Quarantined documents are left alone: `objects` is where they live. Returns the
+    /// legacy documents created, with their typed rows.
+    fn mirror_back(&self, tx: &mut Tx<'_>, kind: Kind) -> Result<Vec<(DocId, DocId)>, TxError> {
+        let mut created = Vec::new();
+        for row in tx.range(self.t.typed_by_legacy[kind.index()], &[])? {
+            let mut fields = row.fields.clone();
+            let legacy = fields
+                .remove("legacyId")
+                .and_then(|v| v.as_str().and_then(|s| self.parse_id(s)));
+            for_each_reference(kind, &mut fields, |_, target, v| {
+                if let Some(target) = target
+                    && let Some(id) = v.as_str().and_then(|s| self.parse_id(s))
+                    && id.table == self.t.typed[target.index()]
+                    && let Some(l) = tx.get(id)?.and_then(|r| self.legacy_of(&r))
+                {
+                    *v = Value::String(self.id_string(l));
+                }
+                Ok::<(), TxError>(())
+            })?;
+            let back = crate::domain::reverse(kind, &fields);
+            match legacy {
+                Some(l) => {
+                    if self.quarantine_entry(tx, l)?.is_some() {
+                        continue;
+                    }
+                    // A legacy document that is gone has nothing to copy back to.
+                    if let Some(doc) = tx.get(l)? {
+                        let merged = keep_dropped_fields(kind, &doc.fields, back);
+                        if merged != doc.fields {
+                            tx.replace(l, merged)?;
+                        }
+                    }
+                }
+                None => {
+                    let l = tx.insert(self.t.objects, back)?;
+                    let mut with_legacy = row.fields.clone();
+                    with_legacy.insert("legacyId".into(), Value::String(self.id_string(l)));
+                    tx.replace(row.id, with_legacy)?;
+                    let mut m = Fields::new();
+                    m.insert("legacyId".into(), Value::String(self.id_string(l)));
+                    m.insert("typedId".into(), Value::String(self.id_string(row.id)));
+                    tx.insert(self.t.id_map, m)?;
+                    created.push((l, row.id));
+                }
+            }
+        }
+        // Legacy copies of entities deleted while the kind was typed-only.
+        let ty = [Value::from(kind.legacy_type())];
+        for doc in tx.range(self.t.objects_by_type, &ty)? {
+            if kind_of(&doc.fields) == Some(kind)
+                && self.typed_of_legacy(tx, kind, doc.id)?.is_none()
+                && self.quarantine_entry(tx, doc.id)?.is_none()
+            {
+                tx.delete(doc.id)?;
+            }
+        }
+        Ok(created)
+    }
+
     /// Inserts or replaces the typed row of `legacy` (`typed`: the row found, if the caller
     /// looked), as the conflict policy says.
     fn write_typed_row(
@@ -1705,7 +1786,10 @@ impl Ctx {
             };
             Ok((Some(handle), typed))
         } else {
-            Ok((None, tx.get(handle)?))
+            // An entity created typed-only gets a legacy document when a rollback copies it
+            // back to objects; its row then carries the legacy id.
+            let row = tx.get(handle)?;
+            Ok((row.as_ref().and_then(|r| self.legacy_of(r)), row))
         }
     }
 
@@ -2043,6 +2127,28 @@ impl Ctx {
 /// The sort key of a view in a list: its `_key`.
 fn view_key(v: &Value) -> Option<&Value> {
     v.as_object().and_then(|f| f.get("_key"))
+}
+
+/// The legacy fields `back` (a typed row reversed), keeping the `customProperties` fields of
+/// the document `old` that the typed shape drops (a v1 transaction's `ticketId`): neither
+/// typed fields nor `metadata` in its mapping.
+fn keep_dropped_fields(kind: Kind, old: &Fields, mut back: Fields) -> Fields {
+    let Ok(view) = derive(kind, old, false) else {
+        return back;
+    };
+    let meta = view.get("metadata").and_then(Value::as_object);
+    if let (Some(Value::Object(old_cp)), Some(Value::Object(new_cp))) = (
+        old.get("customProperties"),
+        back.get_mut("customProperties"),
+    ) {
+        for (k, v) in old_cp {
+            let carried = view.contains_key(k) || meta.is_some_and(|m| m.contains_key(k));
+            if !carried && !new_cp.contains_key(k) {
+                new_cp.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    back
 }
 
 /// A row's `updatedAt`, for the `newer_wins` conflict policy.

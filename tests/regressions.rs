@@ -272,7 +272,10 @@ fn a_quarantine_episode_keeps_the_typed_id_of_a_referenced_event() {
         step(Op::RetryQuarantine { kind: events }),
     ];
     sim.run(&steps).unwrap_or_else(|f| panic!("{f}"));
-    assert!(!sim.migrated.peek_quarantined(event), "the retry released it");
+    assert!(
+        !sim.migrated.peek_quarantined(event),
+        "the retry released it"
+    );
     assert_eq!(typed_id(&sim), before, "the event kept its typed id");
     // Every transaction, written once typed-only, still references a live event row.
     let mut steps: Vec<Step> = [Kind::Tickets, Kind::Transactions]

@@ -236,3 +236,17 @@ fn a_strategy_can_differ_per_kind() {
         c.failure.message
     );
 }
+
+/// Rolling back from `typed_only` is unsafe (the catalogue's `rollback_after_typed_only`)
+/// unless the rollback first copies the typed-only writes back to `objects`.
+#[test]
+fn a_rollback_from_typed_only_that_mirrors_back_is_safe() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("plans/unsafe/rollback_after_typed_only.toml");
+    let text = std::fs::read_to_string(path).expect("catalogue entry");
+    let unsafe_plan = Plan::parse(&text, "rollback_after_typed_only.toml").expect("parses");
+    let mut plan = unsafe_plan.clone();
+    plan.strategy.rollback_mirror = true;
+    assert!(verdict(&unsafe_plan, 1_000).is_some());
+    assert_eq!(verdict(&plan, 1_000), None);
+}
