@@ -114,6 +114,13 @@ pub enum DoubleWrite {
     /// that crashes in between leaves a legacy document without its typed row. Only action
     /// paths (`checkout`, `webhook`, `refund`) can do this.
     SeparateMutation,
+    /// Typed first: an update's typed row is written (from the document as the update will
+    /// leave it) in one mutation and the legacy document in the action's next step, so an
+    /// action that crashes in between leaves a typed row ahead of its legacy document, and
+    /// typed readers see a write the legacy side has not made. A create cannot go typed first
+    /// (its typed row carries the legacy id), so it writes its typed row in the next step,
+    /// as `separate_mutation` does. Action paths only.
+    SeparateTypedFirst,
     /// The write path does not write the typed side; only the backfill does.
     None,
 }
@@ -605,7 +612,12 @@ impl Plan {
             }
         }
         for (path, p) in &self.strategy.paths {
-            if *path == WritePath::App && p.double_write == Some(DoubleWrite::SeparateMutation) {
+            if *path == WritePath::App
+                && matches!(
+                    p.double_write,
+                    Some(DoubleWrite::SeparateMutation | DoubleWrite::SeparateTypedFirst)
+                )
+            {
                 return Err(invalid(
                     "strategy.paths.app.double_write".into(),
                     "the app's single-mutation paths have no separate mutation to put the typed write in (only checkout, webhook and refund are actions)".into(),
@@ -627,7 +639,10 @@ impl Plan {
         }
         for (i, k) in self.kinds.iter().enumerate() {
             let strategy = self.strategy_for(k.kind);
-            if strategy.double_write(WritePath::App) == DoubleWrite::SeparateMutation {
+            if matches!(
+                strategy.double_write(WritePath::App),
+                DoubleWrite::SeparateMutation | DoubleWrite::SeparateTypedFirst
+            ) {
                 return Err(invalid(
                     format!("kinds[{i}].strategy"),
                     "the app's single-mutation paths have no separate mutation to put the typed write in (only checkout, webhook and refund are actions)".into(),

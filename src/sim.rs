@@ -13,7 +13,8 @@ use crate::schema::{Kind, PAYMENT_STATUSES, TICKET_STATUSES, typed_validator_of}
 use crate::store::{Doc, DocId, TxError, Write};
 use crate::value::{Fields, Value};
 use crate::world::{
-    Arg, BackfillOutcome, Change, Key, PlantedBugs, Route, Switch, TICKS_PER_STEP, View, World,
+    Arg, BackfillOutcome, Change, Half, Key, PlantedBugs, Route, Stashed, Switch, TICKS_PER_STEP,
+    View, World,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -384,10 +385,11 @@ impl ActionKind {
         }
     }
 
-    /// The action's program: one transaction (or external call) per stage. Each stage that
-    /// writes an entity of a kind whose double write is `separate(kind)` is followed by the
-    /// separate mutation that writes its typed side.
-    fn program(&self, separate: impl Fn(Kind) -> bool) -> Vec<Stage> {
+    /// The action's program: one transaction (or external call) per stage. A stage that
+    /// writes an entity of a kind whose double write (`placement(kind)`) is a separate
+    /// mutation is followed by the mutation that writes its typed side, or, typed first, an
+    /// update is preceded by it.
+    fn program(&self, placement: impl Fn(Kind) -> DoubleWrite) -> Vec<Stage> {
         let base: Vec<Stage> = match self {
             ActionKind::Checkout { tickets, .. } => {
                 let q = tickets.len();
@@ -402,12 +404,19 @@ impl ActionKind {
                 vec![Stage::ReadForRefund, Stage::CallStripe, Stage::RecordRefund]
             }
         };
-        base.into_iter()
-            .flat_map(|st| {
-                let mirror = self.writes(st).is_some_and(|(kind, _)| separate(kind));
-                std::iter::once(st).chain(mirror.then_some(Stage::Mirror))
-            })
-            .collect()
+        let mut program = Vec::with_capacity(base.len() * 2);
+        for st in base {
+            match self.writes(st).map(|(kind, _)| placement(kind)) {
+                Some(DoubleWrite::SeparateTypedFirst) if st.updates() => {
+                    program.extend([Stage::TypedFirst, st]);
+                }
+                Some(DoubleWrite::SeparateMutation | DoubleWrite::SeparateTypedFirst) => {
+                    program.extend([st, Stage::Mirror]);
+                }
+                _ => program.push(st),
+            }
+        }
+        program
     }
 
     /// The entity a stage writes, if any (links aside).
@@ -444,6 +453,8 @@ enum Stage {
     RecordRefund,
     /// The typed half of the previous stage's double write, as its own mutation.
     Mirror,
+    /// The typed half of the next stage's update, written before it (typed first).
+    TypedFirst,
 }
 
 impl Stage {
@@ -456,6 +467,15 @@ impl Stage {
                 | Stage::LinkTicket(_)
                 | Stage::ApplyStatus
                 | Stage::RecordRefund
+                | Stage::TypedFirst
+        )
+    }
+
+    /// Whether the stage updates an existing entity (rather than creating one).
+    fn updates(self) -> bool {
+        matches!(
+            self,
+            Stage::MarkPaid | Stage::LinkTicket(_) | Stage::ApplyStatus | Stage::RecordRefund
         )
     }
 }
@@ -476,6 +496,11 @@ struct InFlight {
     /// The migrated world's phases when the action started (used by its steps if the plan
     /// captures them then).
     phases: [Phase; 3],
+    /// The legacy writes a typed-first stage computed, for the next stage to write.
+    stash: Vec<Stashed>,
+    /// The time a typed-first write was computed at: both its halves (and the oracle's
+    /// write) use it.
+    write_now: Option<f64>,
     /// What an earlier step read: the reader's view and, for the planted stale-copy bug, the
     /// raw document.
     captured: [Option<(View, Option<Arc<Doc>>)>; 2],
@@ -490,6 +515,7 @@ impl InFlight {
     fn writes(&self, pc: usize) -> Option<(Kind, Key)> {
         match self.program[pc] {
             Stage::Mirror => self.writes(pc - 1),
+            Stage::TypedFirst => self.writes(pc + 1),
             stage => self.kind.writes(stage),
         }
     }
@@ -950,6 +976,8 @@ impl Sim {
                 };
                 let a = self.actions.remove(i);
                 self.abandoned.extend(a.deferred.iter().copied());
+                self.abandoned
+                    .extend(a.stash.iter().map(|s| (s.kind, s.legacy)));
                 if a.program[..a.pc].iter().any(|s| s.writes_entity())
                     && a.program[a.pc..].iter().any(|s| s.writes_entity())
                 {
@@ -1041,14 +1069,14 @@ impl Sim {
         let a = InFlight {
             number: self.actions_started,
             lane,
-            program: kind.program(|k| {
-                plan.strategy_for(k).double_write(path) == DoubleWrite::SeparateMutation
-            }),
+            program: kind.program(|k| plan.strategy_for(k).double_write(path)),
             kind,
             pc: 0,
             failed: [false; 2],
             deferred: Vec::new(),
             phases: self.migrated.phases(),
+            stash: Vec::new(),
+            write_now: None,
             captured: [None, None],
         };
         if self.verbose {
@@ -1446,9 +1474,24 @@ impl Sim {
         let pc = a.pc;
         let mut outcomes: [Result<(), TxError>; 2] = [Ok(()), Ok(())];
         let mut description = String::new();
-        let now_ms = self.migrated.now_ms();
+        let stage = a.program[pc];
+        // A typed-first write is computed once, at its first half: both halves, and the app
+        // without the migration, write that time.
+        let after_typed_first = pc > 0 && a.program[pc - 1] == Stage::TypedFirst;
+        let now_ms = match a.write_now {
+            Some(t) if after_typed_first => t,
+            _ => self.migrated.now_ms(),
+        };
+        if stage == Stage::TypedFirst {
+            a.write_now = Some(now_ms);
+        }
         for w in WORLDS {
             if a.failed[w] {
+                // An action that failed at an earlier step does not run this one: for the
+                // comparison, it fails here too.
+                outcomes[w] = Err(TxError::Threw(
+                    "the action failed at an earlier step".into(),
+                ));
                 continue;
             }
             let world = if w == MIGRATED {
@@ -1464,18 +1507,53 @@ impl Sim {
                         .then_some(a.phases[k.index()])
                 }));
             }
-            let r = if a.program[pc] == Stage::Mirror {
-                description = "write the typed side of the previous step".into();
-                let deferred = std::mem::take(&mut a.deferred);
-                world.mutate(skew, |c, tx| {
-                    for (kind, legacy) in &deferred {
-                        c.mirror_now(tx, *kind, *legacy, UpdateMirroring::Upsert)?;
-                    }
-                    Ok(())
-                })
-            } else {
-                action_transaction(world, &mut a, w, pc, skew, now_ms, &mut description)
+            if after_typed_first {
+                world.ctx.set_now_ms(Some(now_ms));
+            }
+            let r = match stage {
+                Stage::Mirror => {
+                    description = "write the typed side of the previous step".into();
+                    let deferred = std::mem::take(&mut a.deferred);
+                    world.mutate(skew, |c, tx| {
+                        for (kind, legacy) in &deferred {
+                            c.mirror_now(tx, *kind, *legacy, UpdateMirroring::Upsert)?;
+                        }
+                        Ok(())
+                    })
+                }
+                // The typed half runs the next stage's write with only its typed side; the
+                // app without the migration has nothing to do yet.
+                Stage::TypedFirst if w == MIGRATED => {
+                    let captured = a.captured.clone();
+                    world.ctx.set_half(Half::TypedFirst);
+                    let r = action_transaction(
+                        world,
+                        &mut a,
+                        w,
+                        pc + 1,
+                        skew,
+                        now_ms,
+                        &mut description,
+                    );
+                    world.ctx.set_half(Half::Whole);
+                    a.captured = captured;
+                    a.stash = world.ctx.take_stash();
+                    description = format!("write the typed side first: {description}");
+                    r
+                }
+                Stage::TypedFirst => Ok(()),
+                _ if after_typed_first && w == MIGRATED => {
+                    world.ctx.put_stash(std::mem::take(&mut a.stash));
+                    world.ctx.set_half(Half::LegacyAfter);
+                    let r =
+                        action_transaction(world, &mut a, w, pc, skew, now_ms, &mut description);
+                    world.ctx.set_half(Half::Whole);
+                    world.ctx.take_stash();
+                    r
+                }
+                _ => action_transaction(world, &mut a, w, pc, skew, now_ms, &mut description),
             };
+            world.ctx.set_now_ms(None);
             let deferred = world.ctx.take_deferred();
             world.ctx.set_path(WritePath::App);
             world.ctx.set_captured_phases([None; 3]);
@@ -1532,6 +1610,11 @@ impl Sim {
             self.actions.remove(i);
         } else {
             self.actions[i] = a;
+        }
+        // The typed half of a typed-first write has no counterpart in the app without the
+        // migration: whether the write succeeds is compared at its legacy half.
+        if stage == Stage::TypedFirst {
+            return Ok(());
         }
         self.compare_outcomes(&outcomes, &description)
     }
@@ -1952,9 +2035,9 @@ impl Sim {
 
     /// Whether an action in flight still has to write `l`'s typed side.
     fn mirror_pending(&self, l: DocId) -> bool {
-        self.actions
-            .iter()
-            .any(|a| a.deferred.iter().any(|(_, d)| *d == l))
+        self.actions.iter().any(|a| {
+            a.deferred.iter().any(|(_, d)| *d == l) || a.stash.iter().any(|s| s.legacy == l)
+        })
     }
 
     fn check_coverage(&mut self) -> Result<(), Failure> {
@@ -2056,6 +2139,21 @@ impl Sim {
             };
         }
         let legacy_write = h.last(l, |e| e.touch != Touch::ReadByBackfill);
+        // Typed first: the typed row was written ahead of its legacy document, and the
+        // action crashed before writing that.
+        if let Some(w) = typed_write
+            && legacy_write.is_none_or(|u| u.step < w.step)
+            && let Some(c) = h.crashes.get(&w.actor).filter(|c| **c > w.step)
+        {
+            return Explained {
+                anomaly: Anomaly::DivergentDoubleWrite,
+                explanation: format!(
+                    "{} wrote {ts} first (typed first), and {} crashed at step {c} before writing {ls}: the typed row is ahead of its legacy document for good",
+                    w.cite(),
+                    w.actor
+                ),
+            };
+        }
         if let Some(kind) = self.migrated.t.typed_kind(t.table)
             && let Some(x) = legacy_write.and_then(|u| self.stale_phase(kind, u, &ls))
         {
@@ -2226,6 +2324,21 @@ impl Sim {
     /// by a reader in between.
     fn unmirrored(&self, kind: Kind, key: Key) -> Option<Explained> {
         let l = self.migrated.handle(key)?;
+        if let Some(a) = self
+            .actions
+            .iter()
+            .find(|a| a.stash.iter().any(|s| s.legacy == l))
+        {
+            return Some(Explained {
+                anomaly: Anomaly::DivergentDoubleWrite,
+                explanation: format!(
+                    "{} wrote the typed side of {} first (typed first), and its legacy write has not run yet: until it does, and for good if {} crashes first, objects and readers of it miss the write, while typed readers see it",
+                    a.name(),
+                    self.migrated.id_string(l),
+                    a.name()
+                ),
+            });
+        }
         let a = self
             .actions
             .iter()
@@ -2638,7 +2751,8 @@ fn action_transaction(
             // if the plan says so.
             let dedupe = w == ORACLE || world.plan.strategy.webhook_dedupe;
             world.mutate(skew, |c, tx| {
-                if dedupe {
+                // The typed half of a typed-first write already recorded the event.
+                if dedupe && c.half() != Half::LegacyAfter {
                     let id = Value::String(compact_str::format_compact!("evt_{event}"));
                     if tx
                         .first(c.t.webhook_events_by_id, std::slice::from_ref(&id))?

@@ -64,6 +64,27 @@ pub struct Change {
 /// `customProperties`).
 const TOP_FIELDS: [&str; 2] = ["name", "status"];
 
+/// Which half of a typed-first double write (`double_write = "separate_typed_first"`) a
+/// mutation does.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Half {
+    /// The whole write (every other placement).
+    Whole,
+    /// The typed row only, computed from the update; the legacy write is stashed.
+    TypedFirst,
+    /// The stashed legacy write.
+    LegacyAfter,
+}
+
+/// A legacy write computed by a typed-first typed half.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stashed {
+    pub kind: Kind,
+    pub legacy: DocId,
+    pub fields: Fields,
+    pub relink: Option<DocId>,
+}
+
 /// Which form a read takes.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Route {
@@ -208,6 +229,12 @@ pub struct Ctx {
     /// The write path whose mutation runs now (set by the caller; the strategies of
     /// `plan::Strategy` can differ per path).
     path: std::cell::Cell<WritePath>,
+    /// Which half of a typed-first double write runs now.
+    half: std::cell::Cell<Half>,
+    /// Legacy writes a typed-first typed half computed, waiting for the legacy half.
+    stash: std::cell::RefCell<Vec<Stashed>>,
+    /// The time `now_ms` returns instead of the clock's, while set.
+    now_override: std::cell::Cell<Option<f64>>,
     /// An injected fault: the migration's typed writes fail validation (see
     /// `write_typed_row`).
     reject_typed: std::cell::Cell<bool>,
@@ -284,6 +311,9 @@ impl World {
                 route: std::cell::Cell::new(Route::Phase),
                 captured: std::cell::Cell::new([None; 3]),
                 reject_typed: std::cell::Cell::new(false),
+                half: std::cell::Cell::new(Half::Whole),
+                stash: Default::default(),
+                now_override: std::cell::Cell::new(None),
                 deferred: Default::default(),
                 pending_page: Default::default(),
                 retry_cursor: Default::default(),
@@ -1555,7 +1585,9 @@ impl Ctx {
         let strategy = self.plan.strategy_for(kind);
         match strategy.double_write(path) {
             DoubleWrite::None => Ok(()),
-            DoubleWrite::SeparateMutation => {
+            // A typed-first create cannot write its typed row first (the row carries the
+            // legacy id), so it, like a legacy-first one, writes it in the next step.
+            DoubleWrite::SeparateMutation | DoubleWrite::SeparateTypedFirst => {
                 self.deferred.borrow_mut().push((kind, legacy));
                 Ok(())
             }
@@ -1674,6 +1706,34 @@ impl Ctx {
     /// Applies changes to the legacy document in one mutation (the legacy write), keeping
     /// the ticket's `admits_to` link in step with its `eventId`.
     fn update_legacy(&self, tx: &mut Tx<'_>, id: DocId, changes: &[Change]) -> Result<(), TxError> {
+        let (fields, relink) = self.updated_legacy(tx, id, changes)?;
+        self.write_legacy(tx, id, fields, relink)
+    }
+
+    /// Writes an updated legacy document and keeps its ticket's `admits_to` link in step.
+    fn write_legacy(
+        &self,
+        tx: &mut Tx<'_>,
+        id: DocId,
+        fields: Fields,
+        relink: Option<DocId>,
+    ) -> Result<(), TxError> {
+        tx.replace(id, fields)?;
+        if let Some(event) = relink {
+            self.unlink_from(tx, id, "admits_to")?;
+            self.link(tx, id, event, "admits_to")?;
+        }
+        Ok(())
+    }
+
+    /// The legacy document `id` with `changes` applied (not written), and the event its
+    /// ticket moves to, if any.
+    fn updated_legacy(
+        &self,
+        tx: &mut Tx<'_>,
+        id: DocId,
+        changes: &[Change],
+    ) -> Result<(Fields, Option<DocId>), TxError> {
         let Some(doc) = tx.get(id)? else {
             return Err(TxError::NotFound(self.id_string(id).into()));
         };
@@ -1704,12 +1764,7 @@ impl Ctx {
         // The generic update path replaces customProperties wholesale.
         fields.insert("customProperties".into(), Value::Object(cp));
         fields.insert("updatedAt".into(), Value::Float64(self.now_ms()));
-        tx.replace(id, fields)?;
-        if let Some(event) = relink {
-            self.unlink_from(tx, id, "admits_to")?;
-            self.link(tx, id, event, "admits_to")?;
-        }
-        Ok(())
+        Ok((fields, relink))
     }
 
     /// Applies changes to a typed row directly (the `typed_only` write).
@@ -1839,8 +1894,82 @@ impl Ctx {
         let Some(legacy) = self.legacy_writable(tx, kind, legacy)? else {
             return Err(TxError::NotFound(format!("{kind} #{key}")));
         };
-        self.update_legacy(tx, legacy, changes)?;
-        self.mirror(tx, kind, legacy, true)
+        match self.half.get() {
+            // The typed half of a typed-first double write: the typed row is written from the
+            // document as the update will leave it; the legacy write waits for the next step.
+            Half::TypedFirst => {
+                let (fields, relink) = self.updated_legacy(tx, legacy, changes)?;
+                if self.typed_writes(kind) {
+                    let doc = Doc {
+                        id: legacy,
+                        creation_time: 0,
+                        fields: fields.clone(),
+                        size: 0,
+                    };
+                    let typed = self.typed_of_legacy(tx, kind, legacy)?;
+                    let quarantined = self.quarantine_entry(tx, legacy)?;
+                    self.write_typed(
+                        tx,
+                        kind,
+                        &doc,
+                        typed,
+                        quarantined,
+                        BackfillConflict::Overwrite,
+                    )?;
+                }
+                self.stash.borrow_mut().push(Stashed {
+                    kind,
+                    legacy,
+                    fields,
+                    relink,
+                });
+                Ok(())
+            }
+            // The legacy half: the document as the typed half computed it.
+            Half::LegacyAfter => {
+                let stashed = {
+                    let mut stash = self.stash.borrow_mut();
+                    let i = stash.iter().position(|s| s.legacy == legacy);
+                    i.map(|i| stash.remove(i))
+                };
+                // No stash: the typed half wrote nothing (a duplicate the handler ignored),
+                // and neither does this half.
+                match stashed {
+                    Some(s) => self.write_legacy(tx, legacy, s.fields, s.relink),
+                    None => Ok(()),
+                }
+            }
+            Half::Whole => {
+                self.update_legacy(tx, legacy, changes)?;
+                self.mirror(tx, kind, legacy, true)
+            }
+        }
+    }
+
+    /// Which half of a typed-first double write the mutation running now does.
+    pub fn half(&self) -> Half {
+        self.half.get()
+    }
+
+    /// Which half of a typed-first double write the mutations that run next do.
+    pub fn set_half(&self, half: Half) {
+        self.half.set(half);
+    }
+
+    /// Takes the legacy writes a typed-first typed half computed (for the action to hand
+    /// back to its next step with `put_stash`).
+    pub fn take_stash(&self) -> Vec<Stashed> {
+        std::mem::take(&mut *self.stash.borrow_mut())
+    }
+
+    pub fn put_stash(&self, stash: Vec<Stashed>) {
+        *self.stash.borrow_mut() = stash;
+    }
+
+    /// Makes `now_ms` return `ms` (an action that computes a write's time once, in its
+    /// first half), or the clock's time again (`None`).
+    pub fn set_now_ms(&self, ms: Option<f64>) {
+        self.now_override.set(ms);
     }
 
     /// Whether the legacy document `legacy` (if any) is quarantined.
@@ -1889,7 +2018,9 @@ impl Ctx {
     }
 
     pub fn now_ms(&self) -> f64 {
-        1_767_225_600_000.0 + (self.now / TICKS_PER_STEP) as f64 * 1_000.0
+        self.now_override
+            .get()
+            .unwrap_or(1_767_225_600_000.0 + (self.now / TICKS_PER_STEP) as f64 * 1_000.0)
     }
 
     // ----- Reads --------------------------------------------------------------------------

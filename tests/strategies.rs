@@ -250,3 +250,43 @@ fn a_rollback_from_typed_only_that_mirrors_back_is_safe() {
     assert!(verdict(&unsafe_plan, 1_000).is_some());
     assert_eq!(verdict(&plan, 1_000), None);
 }
+
+/// Typed first: an update's typed row is written before its legacy document. A crash in
+/// between leaves the typed row ahead; typed readers in between see a write the legacy
+/// side has not made. (Without injected retry exhaustion, which fails the extra mutation of
+/// any separate placement first.)
+#[test]
+fn a_typed_first_double_write_in_an_action_is_caught() {
+    use cutover::anomaly::Anomaly;
+    use cutover::explore::Swarm;
+    let swarm = Swarm {
+        retry_fault_percent: 0,
+        reject_fault_percent: 0,
+        ..Swarm::max_faults()
+    };
+    for path in ["checkout", "webhook", "refund"] {
+        let plan = variant(&format!(
+            "[strategy.paths.{path}]\ndouble_write = \"separate_typed_first\""
+        ));
+        let report = check(
+            &plan,
+            &CheckOptions {
+                fixed_swarm: Some(swarm.clone()),
+                ..CheckOptions::default()
+            },
+        );
+        let c = report
+            .counterexample
+            .unwrap_or_else(|| panic!("{path}: typed first found safe"));
+        let explained = c.failure.explained.expect("explained");
+        assert!(
+            matches!(
+                explained.anomaly,
+                Anomaly::DivergentDoubleWrite | Anomaly::MissingRowAfterReadSwitch
+            ),
+            "{path}: {}: {}",
+            explained.anomaly,
+            explained.explanation
+        );
+    }
+}
