@@ -731,13 +731,6 @@ impl World {
             .map_or_else(Vec::new, |p| p.docs.iter().map(|(d, _)| d.id).collect())
     }
 
-    /// Whether a backfill page of `kind` is read and waiting to be written.
-    pub fn backfill_page_pending(&self, kind: Kind) -> bool {
-        self.ctx.pending_page[kind.index()]
-            .iter()
-            .any(Option::is_some)
-    }
-
     /// Re-syncs up to one batch of quarantined documents of `kind` (after a data fix or once
     /// a referenced row exists). Returns how many left the quarantine.
     pub fn retry_quarantine(&mut self, kind: Kind) -> Result<usize, TxError> {
