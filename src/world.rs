@@ -2139,21 +2139,21 @@ impl Ctx {
         }
     }
 
-    /// Whether any document of `kind` (of organization `org`, if given) is quarantined.
-    pub fn has_quarantine(
+    /// The quarantined documents of `kind` (of organization `org`, if given).
+    fn quarantined_ids(
         &self,
         tx: &mut Tx<'_>,
         kind: Kind,
         org: Option<&Value>,
-    ) -> Result<bool, TxError> {
-        let first = match org {
-            Some(org) => tx.first(
+    ) -> Result<BTreeSet<DocId>, TxError> {
+        let entries = match org {
+            Some(org) => tx.range(
                 self.t.quarantine_by_kind_org,
                 &[Value::from(kind.table()), org.clone()],
             )?,
-            None => tx.first(self.t.quarantine_by_kind, &[Value::from(kind.table())])?,
+            None => tx.range(self.t.quarantine_by_kind, &[Value::from(kind.table())])?,
         };
-        Ok(first.is_some())
+        Ok(entries.iter().filter_map(|q| self.legacy_of(q)).collect())
     }
 
     /// A list read: `legacy` gathers the legacy documents, `typed` the typed rows; once
@@ -2172,17 +2172,15 @@ impl Ctx {
         if self.reads_typed(kind) {
             let rows = typed(self, tx)?;
             let fallback = self.falls_back(kind);
-            let quarantine = self.has_quarantine(tx, kind, org)?;
             // Quarantined documents are read from objects (or hidden), even those that keep
             // the typed row they had; with a fallback, so is every document without a row.
-            let mut quarantined: BTreeSet<DocId> = BTreeSet::new();
-            if fallback || quarantine {
+            let quarantined = self.quarantined_ids(tx, kind, org)?;
+            if fallback || !quarantined.is_empty() {
                 for d in legacy(self, tx)? {
                     if kind_of(&d.fields) != Some(kind) {
                         continue;
                     }
-                    if quarantine && self.quarantine_entry(tx, d.id)?.is_some() {
-                        quarantined.insert(d.id);
+                    if quarantined.contains(&d.id) {
                         if self.plan.quarantine_reads == QuarantineReads::ServeFromLegacy {
                             views.push(self.view(kind, &d));
                         }
@@ -2195,13 +2193,8 @@ impl Ctx {
             // its document no longer does.
             let skip = usize::from(self.bugs.typed_list_drops_first);
             for d in rows.iter().skip(skip) {
-                let stale = quarantine
-                    && match self.legacy_of(d) {
-                        Some(l) => {
-                            quarantined.contains(&l) || self.quarantine_entry(tx, l)?.is_some()
-                        }
-                        None => false,
-                    };
+                let stale = !quarantined.is_empty()
+                    && self.legacy_of(d).is_some_and(|l| quarantined.contains(&l));
                 if !stale {
                     views.push(self.view(kind, d));
                 }
