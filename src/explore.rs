@@ -87,12 +87,16 @@ pub enum OpClass {
     BackfillCrash,
     /// Fault: a second backfill driver runs batches at the same time.
     SecondBackfillRunner,
+    /// One of the run's own write paths (`SimOptions::extensions`); weight 0 without any.
+    CustomWrite,
+    /// One of the run's own reads; weight 0 without any.
+    CustomRead,
 }
 
 impl OpClass {
     /// Every class with its default weight: a few hundred steps take every kind through its
     /// phases while app writes, actions, reads and the backfill interleave.
-    pub const DEFAULTS: [(OpClass, u32); 21] = [
+    pub const DEFAULTS: [(OpClass, u32); 23] = [
         (OpClass::Read, 20),
         (OpClass::ActionStep, 22),
         (OpClass::Backfill, 16),
@@ -114,6 +118,8 @@ impl OpClass {
         (OpClass::ActionCrash, 1),
         (OpClass::BackfillCrash, 1),
         (OpClass::SecondBackfillRunner, 1),
+        (OpClass::CustomWrite, 0),
+        (OpClass::CustomRead, 0),
     ];
 
     /// The classes every case keeps: without them no kind moves through its phases.
@@ -194,6 +200,16 @@ impl OpClass {
             OpClass::Rollback => kind().prop_map(|kind| Op::Rollback { kind }).boxed(),
             OpClass::ActionCrash => lane().prop_map(|lane| Op::ActionCrash { lane }).boxed(),
             OpClass::BackfillCrash => kind().prop_map(|kind| Op::BackfillCrash { kind }).boxed(),
+            OpClass::CustomWrite => (any::<u8>(), s(), any::<u16>())
+                .prop_map(|(index, target, seed)| Op::CustomWrite {
+                    index,
+                    target,
+                    seed,
+                })
+                .boxed(),
+            OpClass::CustomRead => (any::<u8>(), s())
+                .prop_map(|(index, target)| Op::CustomRead { index, target })
+                .boxed(),
         }
     }
 }
@@ -259,7 +275,8 @@ impl Swarm {
         let weights = OpClass::DEFAULTS
             .into_iter()
             .map(|(class, w)| {
-                let w = if class.core() {
+                // Classes off by default (the run's own extensions) draw nothing.
+                let w = if class.core() || w == 0 {
                     w
                 } else if class.fault() {
                     w * [0, 1, 3, 6][rng.random_range(0..4usize)]
@@ -286,12 +303,17 @@ impl Swarm {
         let (mut off, mut changed) = (Vec::new(), Vec::new());
         for (class, base) in OpClass::DEFAULTS {
             let w = self.weights.get(&class).copied().unwrap_or(0);
+            if base == 0 && w == 0 {
+                continue;
+            }
             let name = serde_json::to_value(class)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
             if w == 0 {
                 off.push(name);
+            } else if base == 0 {
+                changed.push(format!("{name} weight {w}"));
             } else if w != base {
                 changed.push(format!("{name} x{:.1}", f64::from(w) / f64::from(base)));
             }
@@ -599,6 +621,18 @@ pub const FAILURE_SEARCH_CASES: usize = 200;
 
 /// The configuration of case `case_seed` under `options`.
 pub fn swarm_of(options: &CheckOptions, case_seed: u64) -> Swarm {
+    let mut swarm = base_swarm(options, case_seed);
+    // The run's own write paths and reads run as often as the app's busiest writes.
+    if !options.sim.extensions.writes.is_empty() {
+        swarm.weights.insert(OpClass::CustomWrite, 8);
+    }
+    if !options.sim.extensions.reads.is_empty() {
+        swarm.weights.insert(OpClass::CustomRead, 6);
+    }
+    swarm
+}
+
+fn base_swarm(options: &CheckOptions, case_seed: u64) -> Swarm {
     if let Some(fixed) = &options.fixed_swarm {
         fixed.clone()
     } else if options.swarm {

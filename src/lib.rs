@@ -5,6 +5,7 @@ pub mod anomaly;
 pub mod data;
 pub mod domain;
 pub mod explore;
+pub mod extension;
 pub mod plan;
 pub mod schema;
 pub mod sim;

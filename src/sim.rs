@@ -5,6 +5,7 @@
 use crate::anomaly::{Anomaly, Event, Explained, History, Touch};
 use crate::data::{self, Dataset, GenOptions, TxShape};
 use crate::domain::{for_each_reference, kind_of};
+use crate::extension::Extensions;
 use crate::plan::{
     BackfillCursor, DoubleWrite, InvalidDocuments, Phase, PhaseSource, Plan, ReadMode, ReadName,
     UpdateMirroring, WritePath,
@@ -169,6 +170,18 @@ pub enum Op {
     Read {
         read: Read,
     },
+    /// One of the run's own write paths (`SimOptions::extensions`), on an entity of its
+    /// kind.
+    CustomWrite {
+        index: u8,
+        target: Sel,
+        seed: u16,
+    },
+    /// One of the run's own reads, on an entity of its kind.
+    CustomRead {
+        index: u8,
+        target: Sel,
+    },
 }
 
 /// One step: an operation and how far its transaction's begin time lies behind the clock
@@ -323,6 +336,9 @@ pub struct SimOptions {
     pub skew_max_ms: u8,
     #[serde(skip)]
     pub bugs: PlantedBugs,
+    /// The team's own write paths and reads (`extension`), run beside the built-in ones.
+    #[serde(skip)]
+    pub extensions: Extensions,
 }
 
 impl Default for SimOptions {
@@ -331,6 +347,7 @@ impl Default for SimOptions {
             data: GenOptions::default(),
             skew_max_ms: 30,
             bugs: PlantedBugs::default(),
+            extensions: Extensions::default(),
         }
     }
 }
@@ -549,6 +566,10 @@ impl KeyBook {
     }
 }
 
+fn pick_ext<T: ?Sized>(list: &[std::sync::Arc<T>], index: usize) -> Option<std::sync::Arc<T>> {
+    (!list.is_empty()).then(|| list[index % list.len()].clone())
+}
+
 fn pick<T: Copy>(list: &[T], sel: Sel) -> Option<T> {
     if list.is_empty() {
         None
@@ -668,6 +689,8 @@ pub struct Sim {
     pub trace: Vec<TraceLine>,
     /// What the run did, for explaining a failure; kept only when verbose.
     history: History,
+    /// The run's own write paths and reads.
+    extensions: Extensions,
     /// Legacy documents whose typed row the backfill wrote and no app write has touched
     /// since (for the `write_after_backfill_copy` probe; looked up, never iterated).
     copied: rustc_hash::FxHashSet<DocId>,
@@ -757,6 +780,7 @@ impl Sim {
             verbose: false,
             trace: Vec::new(),
             history: History::default(),
+            extensions: options.extensions.clone(),
             abandoned: Vec::new(),
             step_rejected: None,
             copied: Default::default(),
@@ -1055,8 +1079,78 @@ impl Sim {
                     },
                 )
             }
+            Op::CustomWrite {
+                index,
+                target,
+                seed,
+            } => self.custom_write(usize::from(*index), *target, *seed, skew),
+            Op::CustomRead { index, target } => self.custom_read(usize::from(*index), *target),
             _ => self.app_mutation(op, skew),
         }
+    }
+
+    /// One of the run's own write paths, as one mutation in each world.
+    fn custom_write(
+        &mut self,
+        index: usize,
+        target: Sel,
+        seed: u16,
+        skew: u64,
+    ) -> Result<(), Failure> {
+        let Some(ext) = pick_ext(&self.extensions.writes, index) else {
+            return Ok(());
+        };
+        let kind = ext.kind();
+        let Some(key) = pick(&self.book.kinds[kind.index()], target) else {
+            return Ok(());
+        };
+        let outcomes = self.both(skew, |c, tx| ext.write(c, tx, key, seed));
+        let description = format!("{} on {kind} #{key} (seed {seed})", ext.name());
+        self.written(kind, key);
+        self.note("app", || {
+            format!("{description}: {}", describe_outcomes(&outcomes))
+        });
+        self.compare_outcomes(&outcomes, &description)
+    }
+
+    /// One of the run's own reads, in both worlds.
+    fn custom_read(&mut self, index: usize, target: Sel) -> Result<(), Failure> {
+        let Some(ext) = pick_ext(&self.extensions.reads, index) else {
+            return Ok(());
+        };
+        let kind = ext.kind();
+        let Some(key) = pick(&self.book.kinds[kind.index()], target) else {
+            return Ok(());
+        };
+        self.stats.reads += 1;
+        let m = self.migrated.mutate(0, |c, tx| ext.read(c, tx, key));
+        let o = self.oracle.mutate(0, |c, tx| ext.read(c, tx, key));
+        let show = |r: &Result<Value, TxError>| match r {
+            Ok(v) => v.to_string(),
+            Err(e) => format!("error: {e}"),
+        };
+        self.note("reader", || format!("{} of {kind} #{key}", ext.name()));
+        if m != o {
+            let f = self.fail(
+                Invariant::ReadEquivalence,
+                format!(
+                    "{} of {kind} #{key} returned something else than without the migration",
+                    ext.name()
+                ),
+                Some(show(&o)),
+                Some(show(&m)),
+            );
+            return Err(self.explain(f, |sim| Explained {
+                anomaly: Anomaly::LostWrite,
+                explanation: format!(
+                    "the read at step {} ({} of {kind} #{key}) returns #{key} (last written by {}) differently from the app without the migration",
+                    sim.step_no,
+                    ext.name(),
+                    sim.cite_oracle(key)
+                ),
+            }));
+        }
+        Ok(())
     }
 
     fn start(&mut self, lane: Lane, kind: ActionKind) -> Result<(), Failure> {
