@@ -1,4 +1,4 @@
-//! The extension API: a team's own write paths and reads, written in Rust against the same
+//! The extension API: a team's own write paths, reads and backfills, written in Rust against the same
 //! world API the built-in ones use, and checked by the same checker with the same
 //! invariants.
 //!
@@ -71,12 +71,28 @@ pub trait ReadExt: Send + Sync {
     fn read(&self, ctx: &Ctx, tx: &mut Tx<'_>, key: Key) -> Result<Value, TxError>;
 }
 
+/// A backfill written by a user, replacing the built-in one for its kind: each backfill step
+/// of that kind runs one batch, as one mutation in the migrated world, while the kind's
+/// phase runs backfills. Its progress lives where the built-in one keeps it
+/// (`Ctx::backfill_progress`, `Ctx::save_backfill_progress`): the phase controller's
+/// `backfill_done` guard and the coverage check read `done` there. `Ctx::sync` writes one
+/// document's typed row as the seed's double write does.
+pub trait BackfillExt: Send + Sync {
+    /// A short name for traces.
+    fn name(&self) -> &str;
+    /// The kind it backfills.
+    fn kind(&self) -> Kind;
+    /// One batch; the returned text is shown in traces.
+    fn batch(&self, ctx: &Ctx, tx: &mut Tx<'_>) -> Result<String, TxError>;
+}
+
 /// The extensions a run uses (`SimOptions::extensions`). When it has any, `check` generates
 /// their operations beside the built-in ones.
 #[derive(Clone, Default)]
 pub struct Extensions {
     pub writes: Vec<Arc<dyn WritePathExt>>,
     pub reads: Vec<Arc<dyn ReadExt>>,
+    pub backfills: Vec<Arc<dyn BackfillExt>>,
 }
 
 impl Extensions {
@@ -92,8 +108,19 @@ impl Extensions {
         self
     }
 
+    /// Adds a backfill (replacing the built-in one for its kind).
+    pub fn with_backfill(mut self, b: impl BackfillExt + 'static) -> Extensions {
+        self.backfills.push(Arc::new(b));
+        self
+    }
+
+    /// The backfill that replaces the built-in one for `kind`, if any.
+    pub fn backfill(&self, kind: Kind) -> Option<Arc<dyn BackfillExt>> {
+        self.backfills.iter().find(|b| b.kind() == kind).cloned()
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.reads.is_empty()
+        self.writes.is_empty() && self.reads.is_empty() && self.backfills.is_empty()
     }
 
     fn names(&self) -> Vec<&str> {
@@ -101,6 +128,7 @@ impl Extensions {
             .iter()
             .map(|w| w.name())
             .chain(self.reads.iter().map(|r| r.name()))
+            .chain(self.backfills.iter().map(|b| b.name()))
             .collect()
     }
 }
@@ -125,6 +153,12 @@ impl PartialEq for Extensions {
                 .reads
                 .iter()
                 .zip(&other.reads)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+            && self.backfills.len() == other.backfills.len()
+            && self
+                .backfills
+                .iter()
+                .zip(&other.backfills)
                 .all(|(a, b)| Arc::ptr_eq(a, b))
     }
 }

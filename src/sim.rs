@@ -901,6 +901,27 @@ impl Sim {
         match op {
             Op::Noop => Ok(()),
             Op::Read { read } => self.read(read),
+            Op::Backfill { kind, .. }
+                if self.extensions.backfill(*kind).is_some()
+                    && self.migrated.backfill_runs(*kind) =>
+            {
+                let ext = self.extensions.backfill(*kind).expect("checked");
+                let outcome = self.migrated.mutate(0, |c, tx| ext.batch(c, tx));
+                self.stats.batches += 1;
+                if self.verbose && self.migrated.progress_done(*kind) {
+                    self.history
+                        .backfill_done
+                        .entry(*kind)
+                        .or_insert(self.step_no);
+                }
+                2u8.hash(&mut self.hasher);
+                outcome.as_ref().ok().hash(&mut self.hasher);
+                self.note("backfill", || match &outcome {
+                    Ok(what) => format!("{kind} batch ({}): {what}", ext.name()),
+                    Err(e) => format!("{kind} batch ({}) failed: {e}", ext.name()),
+                });
+                Ok(())
+            }
             Op::Backfill { kind, runner } => {
                 let runner = usize::from(*runner);
                 let outcome = self.migrated.backfill_batch_by(*kind, runner);

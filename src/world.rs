@@ -523,6 +523,16 @@ impl World {
             .expect("progress rows exist from the start")
     }
 
+    /// Whether backfill batches of `kind` run now (its phase, as `backfill_start` says).
+    pub fn backfill_runs(&self, kind: Kind) -> bool {
+        let phase = self.phase(kind);
+        let runs = match self.plan.strategy_for(kind).backfill_start {
+            BackfillStart::WithDoubleWrite => phase == Phase::Backfill,
+            BackfillStart::BeforeDoubleWrite => phase <= Phase::Backfill,
+        };
+        self.migrating && self.plan.kind(kind).is_some() && runs
+    }
+
     /// One backfill batch of `kind`. With the seed's strategy it is one mutation that reads
     /// the page after the persisted cursor, syncs each document's typed row by legacy id, and
     /// advances the cursor. With a two-step strategy (`Strategy::backfill_two_step`), one call
@@ -543,11 +553,7 @@ impl World {
         let runner = runner.min(BACKFILL_RUNNERS - 1);
         let phase = self.phase(kind);
         let strategy = self.plan.strategy_for(kind).into_owned();
-        let runs = match strategy.backfill_start {
-            BackfillStart::WithDoubleWrite => phase == Phase::Backfill,
-            BackfillStart::BeforeDoubleWrite => phase <= Phase::Backfill,
-        };
-        if !self.migrating || self.plan.kind(kind).is_none() || !runs {
+        if !self.backfill_runs(kind) {
             return Ok(BackfillOutcome::NotRunning(phase));
         }
         let batch = self.plan.batch_size(kind);
@@ -2211,6 +2217,34 @@ impl Ctx {
     }
 
     // ----- Backfill -----------------------------------------------------------------------
+
+    /// The kind's persisted backfill progress, read in the caller's transaction (for a
+    /// team's own backfill, `extension::BackfillExt`).
+    pub fn backfill_progress(&self, tx: &mut Tx<'_>, kind: Kind) -> Result<Progress, TxError> {
+        Ok(parse_progress(&self.progress_doc(tx, kind)?.fields))
+    }
+
+    /// Persists the kind's backfill progress in the caller's transaction. The phase
+    /// controller's `backfill_done` guard reads `done`.
+    pub fn save_backfill_progress(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        progress: &Progress,
+    ) -> Result<(), TxError> {
+        let pdoc = self.progress_doc(tx, kind)?;
+        tx.replace(pdoc.id, progress_fields(kind, progress))
+    }
+
+    /// Encodes an index key as a progress cursor (`Progress::cursor`).
+    pub fn cursor_value(&self, key: &IndexKey) -> Value {
+        self.encode_cursor(key)
+    }
+
+    /// Decodes a progress cursor back into an index key.
+    pub fn cursor_key(&self, cursor: &Value) -> Option<IndexKey> {
+        self.decode_cursor(cursor)
+    }
 
     fn progress_doc(&self, tx: &mut Tx<'_>, kind: Kind) -> Result<Arc<Doc>, TxError> {
         tx.first(self.t.progress_by_kind, &[Value::from(kind.table())])?

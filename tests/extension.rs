@@ -139,3 +139,87 @@ fn a_custom_write_path_that_bypasses_the_double_write_is_caught() {
     );
     assert!(c.steps.len() <= 16, "{} steps", c.steps.len());
 }
+
+/// A team's own events backfill: pages `objects.by_type` after its persisted cursor and
+/// syncs each event, as the seed's does. `skip_last` plants the classic bug of advancing
+/// the cursor past a document it never copied.
+struct EventsBackfill {
+    skip_last: bool,
+}
+
+impl cutover::extension::BackfillExt for EventsBackfill {
+    fn name(&self) -> &str {
+        if self.skip_last {
+            "events backfill (skips the last of each page)"
+        } else {
+            "events backfill"
+        }
+    }
+    fn kind(&self) -> Kind {
+        Kind::Events
+    }
+    fn batch(&self, ctx: &Ctx, tx: &mut Tx<'_>) -> Result<String, TxError> {
+        let mut progress = ctx.backfill_progress(tx, Kind::Events)?;
+        if progress.done {
+            return Ok("done".into());
+        }
+        let after = progress.cursor.as_ref().and_then(|c| ctx.cursor_key(c));
+        let page = tx.page(
+            ctx.t.objects_by_type,
+            &[Value::from("event")],
+            after.as_ref(),
+            10,
+        )?;
+        let n = page.docs.len();
+        for (i, doc) in page.docs.iter().enumerate() {
+            if self.skip_last && i + 1 == n && n > 1 {
+                continue;
+            }
+            ctx.sync(tx, Kind::Events, doc.id)?;
+        }
+        progress.processed += n as f64;
+        progress.done = page.done;
+        if let Some(c) = &page.cursor {
+            progress.cursor = Some(ctx.cursor_value(c));
+        }
+        ctx.save_backfill_progress(tx, Kind::Events, &progress)?;
+        Ok(format!("{n} documents"))
+    }
+}
+
+#[test]
+fn a_custom_backfill_replaces_the_built_in_one_and_its_bug_is_caught() {
+    let good = check(
+        &Plan::seed(),
+        &options(
+            Extensions::default().with_backfill(EventsBackfill { skip_last: false }),
+            300,
+        ),
+    );
+    assert!(
+        good.counterexample.is_none(),
+        "{:?}",
+        good.counterexample.map(|c| c.failure)
+    );
+    assert_eq!(
+        good.phase_max[Kind::Events.index()],
+        Some(cutover::plan::Phase::TypedOnly),
+        "events finish their backfill with it"
+    );
+    let bad = check(
+        &Plan::seed(),
+        &options(
+            Extensions::default().with_backfill(EventsBackfill { skip_last: true }),
+            1_000,
+        ),
+    );
+    let c = bad
+        .counterexample
+        .expect("the skipped documents are caught");
+    assert_eq!(c.failure.invariant, Invariant::Coverage, "{}", c.failure);
+    assert!(
+        c.trace
+            .iter()
+            .any(|t| t.action.contains("skips the last of each page"))
+    );
+}
