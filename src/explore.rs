@@ -549,6 +549,9 @@ pub struct CheckOptions {
     pub swarm: bool,
     /// One configuration for every case, overriding `swarm` (such as `Swarm::max_faults`).
     pub fixed_swarm: Option<Swarm>,
+    /// Steps the exhaustive search around the counterexample may try, looking for a shorter
+    /// one with the same steps and documents (0: none).
+    pub exhaustive_budget: usize,
 }
 
 impl Default for CheckOptions {
@@ -562,6 +565,7 @@ impl Default for CheckOptions {
             failing_cases_max: 5,
             swarm: true,
             fixed_swarm: None,
+            exhaustive_budget: 20_000,
         }
     }
 }
@@ -577,6 +581,9 @@ pub struct Counterexample {
     pub trace: Vec<TraceLine>,
     /// The case's configuration (derived from its seed).
     pub swarm: Swarm,
+    /// If the exhaustive search around the shrunk counterexample found a shorter one: the
+    /// length the shrinker had reached.
+    pub shortened_from: Option<usize>,
 }
 
 /// The outcome of `check`.
@@ -734,11 +741,33 @@ pub fn check(plan: &Plan, options: &CheckOptions) -> Report {
                     failure,
                     trace: sim.trace,
                     swarm,
+                    shortened_from: None,
                 });
             }
         }
     }
+    if let Some(c) = &mut report.counterexample {
+        shorten(&plan, options, c);
+    }
     report
+}
+
+/// Searches exhaustively around a shrunk counterexample (its dataset, its distinct steps,
+/// every interleaving shorter than it, within `exhaustive_budget` steps) and keeps the
+/// shortest counterexample found there.
+fn shorten(plan: &Plan, options: &CheckOptions, c: &mut Counterexample) {
+    let len = c.steps.iter().filter(|s| s.op != Op::Noop).count();
+    if options.exhaustive_budget == 0 || len <= 1 {
+        return;
+    }
+    let scenario = crate::exhaustive::Scenario::around(&options.sim, c.data_seed, &c.steps);
+    let found = crate::exhaustive::explore(plan, &scenario, len - 1, options.exhaustive_budget);
+    if let Some(shorter) = found.counterexample {
+        c.shortened_from = Some(len);
+        c.steps = shorter.steps;
+        c.failure = shorter.failure;
+        c.trace = shorter.trace;
+    }
 }
 
 fn seed_bytes(seed: u64) -> [u8; 32] {

@@ -4,6 +4,7 @@
 pub mod anomaly;
 pub mod data;
 pub mod domain;
+pub mod exhaustive;
 pub mod explore;
 pub mod extension;
 pub mod plan;

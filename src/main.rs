@@ -62,6 +62,38 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Explores every interleaving of the small scenario (a dozen documents, twelve
+    /// operations on events and transactions) up to a depth, equal states deduplicated, and
+    /// reports the shortest counterexample.
+    #[command(
+        after_help = "Example:\n  cutover explore --plan plans/unsafe/backfill_stale_copy.toml --depth 6"
+    )]
+    Explore {
+        /// The plan file (TOML). Default: the built-in seed plan (plans/seed.toml).
+        #[arg(long, value_name = "FILE")]
+        plan: Option<std::path::PathBuf>,
+        /// The longest interleavings explored, in steps.
+        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..=12))]
+        depth: u64,
+        /// Prints one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Reads the plan named on the command line, or the built-in seed plan.
+fn load_plan(plan: &Option<std::path::PathBuf>) -> anyhow::Result<(Plan, String)> {
+    Ok(match plan {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read plan {}", path.display()))?;
+            (
+                Plan::parse(&text, &path.display().to_string())?,
+                format!(" --plan {}", path.display()),
+            )
+        }
+        None => (Plan::seed(), String::new()),
+    })
 }
 
 fn main() -> ExitCode {
@@ -88,17 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_faults,
             json,
         } => {
-            let (plan, plan_arg) = match &plan {
-                Some(path) => {
-                    let text = std::fs::read_to_string(path)
-                        .with_context(|| format!("cannot read plan {}", path.display()))?;
-                    (
-                        Plan::parse(&text, &path.display().to_string())?,
-                        format!(" --plan {}", path.display()),
-                    )
-                }
-                None => (Plan::seed(), String::new()),
-            };
+            let (plan, plan_arg) = load_plan(&plan)?;
             let mut sim = SimOptions::default();
             sim.data.documents = documents as usize;
             sim.data.dirty_percent = dirty;
@@ -136,7 +158,73 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             write_stdout(&text)?;
             Ok(code)
         }
+        Command::Explore { plan, depth, json } => {
+            let (plan, _) = load_plan(&plan)?;
+            explore_command(&plan, depth as usize, json)
+        }
     }
+}
+
+/// `cutover explore`: the text or JSON report and the exit code.
+fn explore_command(plan: &Plan, depth: usize, json: bool) -> anyhow::Result<ExitCode> {
+    use std::fmt::Write;
+    let r = cutover::exhaustive::explore(
+        plan,
+        &cutover::exhaustive::Scenario::small(),
+        depth,
+        usize::MAX,
+    );
+    let text = if json {
+        let mut out = serde_json::json!({
+            "verdict": if r.counterexample.is_some() { "unsafe" } else { "safe" },
+            "depth": r.depth,
+            "states": r.states,
+            "transitions": r.transitions,
+        });
+        if let Some(c) = &r.counterexample {
+            out["counterexample"] = serde_json::json!({
+                "invariant": c.failure.invariant.name(),
+                "anomaly": c.failure.explained.as_ref().map(|x| x.anomaly.name()),
+                "explanation": c.failure.explained.as_ref().map(|x| x.explanation.as_str()),
+                "message": c.failure.message,
+                "steps": c.steps,
+                "trace": c.trace,
+            });
+        }
+        format!("{}\n", serde_json::to_string(&out)?)
+    } else {
+        let mut out = String::new();
+        match &r.counterexample {
+            None => writeln!(
+                out,
+                "plan {:?}: no counterexample in the small scenario within depth {} ({} distinct states, {} steps tried at the last depth)",
+                plan.name, r.depth, r.states, r.transitions
+            )?,
+            Some(c) => {
+                writeln!(
+                    out,
+                    "plan {:?}: UNSAFE, shortest counterexample in the small scenario: {} steps ({} distinct states within depth {})",
+                    plan.name,
+                    c.steps.len(),
+                    r.states,
+                    r.depth
+                )?;
+                writeln!(out, "  {}", c.failure)?;
+                writeln!(out)?;
+                writeln!(out, "step  who          what")?;
+                for line in &c.trace {
+                    writeln!(out, "{line}")?;
+                }
+            }
+        }
+        out
+    };
+    write_stdout(&text)?;
+    Ok(if r.counterexample.is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn json_report(report: &Report) -> serde_json::Value {

@@ -370,7 +370,7 @@ impl fmt::Display for TraceLine {
 }
 
 /// The action programs, one transaction (or external call) per step.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Hash)]
 enum ActionKind {
     Checkout {
         event: Key,
@@ -667,6 +667,7 @@ impl Stats {
 }
 
 /// The two worlds, the shared key book, the actions in flight and the checker's state.
+#[derive(Clone)]
 pub struct Sim {
     pub migrated: World,
     pub oracle: World,
@@ -789,6 +790,48 @@ impl Sim {
             actor: String::new(),
             step_event: None,
         }
+    }
+
+    /// A hash of everything that decides what the run does next: both worlds, the key
+    /// book, the actions in flight, the payment deliveries and the checker's state (not the
+    /// clock, the trace, the digest or the counters). Two runs with equal hashes at the same
+    /// depth behave alike from there on (up to hash collisions), which is what exhaustive
+    /// exploration deduplicates on.
+    pub fn state_hash(&self) -> u64 {
+        let mut h = DefaultHasher::new();
+        self.migrated.hash_state(&mut h);
+        self.oracle.hash_state(&mut h);
+        let b = &self.book;
+        (b.next, &b.kinds, &b.products, &b.sessions).hash(&mut h);
+        for (key, field, value) in b.dirty.iter().flatten() {
+            (key, field, format!("{value:?}")).hash(&mut h);
+        }
+        for a in &self.actions {
+            (
+                a.lane,
+                &a.kind,
+                a.pc,
+                a.failed,
+                &a.deferred,
+                a.phases,
+                a.write_now.map(f64::to_bits),
+            )
+                .hash(&mut h);
+            for s in &a.stash {
+                (s.kind, s.legacy, &s.fields, s.relink).hash(&mut h);
+            }
+            for c in &a.captured {
+                match c {
+                    None => 0u8.hash(&mut h),
+                    Some((view, doc)) => {
+                        (view, doc.as_ref().map(|d| (d.id, &d.fields))).hash(&mut h)
+                    }
+                }
+            }
+        }
+        (&self.deliveries, &self.handled_events, &self.deleted).hash(&mut h);
+        (&self.written_since_switch, &self.pending).hash(&mut h);
+        h.finish()
     }
 
     /// Records a human-readable trace line per step (for counterexamples and replays).

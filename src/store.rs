@@ -53,7 +53,7 @@ impl Doc {
 
 /// A key in an index: the indexed values (`None` is Convex's `undefined`, which sorts first),
 /// then the creation time, then the id. Cursors are index keys.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IndexKey {
     pub values: Vec<Option<Value>>,
     pub creation_time: u64,
@@ -137,6 +137,7 @@ pub struct Write {
     pub after: Option<Arc<Doc>>,
 }
 
+#[derive(Clone)]
 struct Table {
     def: TableDef,
     docs: BTreeMap<u32, Arc<Doc>>,
@@ -148,6 +149,7 @@ struct Table {
 
 /// The database: a fixed schema of tables, a clock, and the log of committed writes that the
 /// checker drains after every step.
+#[derive(Clone)]
 pub struct Store {
     tables: Vec<Table>,
     limits: Limits,
@@ -293,6 +295,21 @@ impl Store {
     /// per-step path).
     pub fn scan(&self, table: TableNo) -> impl Iterator<Item = &Arc<Doc>> {
         self.tables[usize::from(table)].docs.values()
+    }
+
+    /// Feeds everything that decides what the store does next to `h`: every document (id,
+    /// creation time, fields) and every table's next sequence number, in table and id order.
+    pub fn hash_contents(&self, h: &mut impl std::hash::Hasher) {
+        use std::hash::Hash;
+        for t in &self.tables {
+            t.seq_next.hash(h);
+            t.docs.len().hash(h);
+            for d in t.docs.values() {
+                d.id.hash(h);
+                d.creation_time.hash(h);
+                d.fields.hash(h);
+            }
+        }
     }
 
     /// Index entries with the given prefix, in index order, outside any transaction.

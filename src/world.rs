@@ -196,6 +196,7 @@ pub enum Switch {
 
 /// A world: its store and everything else (`Ctx`), split so that a mutation can read the
 /// context while it holds the store.
+#[derive(Clone)]
 pub struct World {
     pub store: Store,
     pub ctx: Ctx,
@@ -203,6 +204,7 @@ pub struct World {
 
 /// Everything of a world but its store: the phase of each kind, the plan, and the client's
 /// handle on each entity.
+#[derive(Clone)]
 pub struct Ctx {
     pub t: Tables,
     names: Vec<&'static str>,
@@ -702,6 +704,38 @@ impl World {
     /// is not.
     pub fn backfill_crash(&mut self, kind: Kind) {
         self.ctx.pending_page[kind.index()] = Default::default();
+    }
+
+    /// Feeds the world's state to `h`: the store, each kind's phase, the client's handles
+    /// and the migration's own memory (the incremental diff, quarantine-retry cursors, held
+    /// backfill pages). Not the clock, memos or per-call settings.
+    pub fn hash_state(&self, h: &mut impl std::hash::Hasher) {
+        use std::hash::Hash;
+        self.store.hash_contents(h);
+        let c = &self.ctx;
+        c.phases.hash(h);
+        c.handles.hash(h);
+        c.unclean.hash(h);
+        c.unclean_stale.hash(h);
+        c.waiting.hash(h);
+        c.retry_cursor.hash(h);
+        for kind in &c.pending_page {
+            for page in kind {
+                match page {
+                    None => 0u8.hash(h),
+                    Some(p) => {
+                        1u8.hash(h);
+                        for (d, had) in &p.docs {
+                            d.id.hash(h);
+                            d.fields.hash(h);
+                            had.hash(h);
+                        }
+                        p.cursor.hash(h);
+                        p.done.hash(h);
+                    }
+                }
+            }
+        }
     }
 
     /// Whether `doc` (a legacy document of `kind`, just inserted) sorts before the kind's

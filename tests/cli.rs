@@ -146,3 +146,28 @@ fn a_reader_that_stops_reading_is_not_a_crash() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn explore_reports_the_shortest_counterexample_with_its_exit_code() {
+    let (code, out, _) = cutover(&["explore", "--depth", "3"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("no counterexample") && out.contains("51 distinct states"),
+        "{out}"
+    );
+    let plan = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/plans/unsafe/backfill_stale_copy.toml"
+    );
+    let (code, out, _) = cutover(&["explore", "--plan", plan, "--depth", "6", "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(v["verdict"], "unsafe");
+    assert_eq!(v["counterexample"]["anomaly"], "stale_copy_overwrite");
+    assert_eq!(
+        v["counterexample"]["steps"].as_array().map(Vec::len),
+        Some(5)
+    );
+    let (code, _, err) = cutover(&["explore", "--depth", "0"]);
+    assert_eq!(code, 2, "{err}");
+}
