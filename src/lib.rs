@@ -8,6 +8,7 @@ pub mod exhaustive;
 pub mod explore;
 pub mod extension;
 pub mod plan;
+pub mod replay;
 pub mod schema;
 pub mod sim;
 pub mod store;

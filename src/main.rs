@@ -58,9 +58,29 @@ enum Command {
         /// (crashes, redeliveries, a second backfill runner, retry exhaustion, skew).
         #[arg(long)]
         max_faults: bool,
+        /// Saves the counterexample, if any, to FILE (JSON) for `cutover replay`.
+        #[arg(long, value_name = "FILE")]
+        save: Option<std::path::PathBuf>,
         /// Prints one JSON object instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Replays a counterexample saved by `check --save FILE`: the same steps on the same
+    /// plan and data, with its trace.
+    #[command(
+        after_help = "Example:\n  cutover check --plan plans/unsafe/backfill_stale_copy.toml --save ce.json\n  cutover replay ce.json --step 3"
+    )]
+    Replay {
+        /// The saved counterexample (JSON).
+        file: std::path::PathBuf,
+        /// Stops after step K (0-based) and prints every table of both worlds and the
+        /// backfill progress.
+        #[arg(long, value_name = "K")]
+        step: Option<usize>,
+        /// Prints a Rust #[test] that rebuilds the sequence with the library's API and
+        /// asserts the failure.
+        #[arg(long, conflicts_with = "step")]
+        emit_test: bool,
     },
     /// Explores every interleaving of the small scenario (a dozen documents, twelve
     /// operations on events and transactions) up to a depth, equal states deduplicated, and
@@ -118,6 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dirty,
             no_swarm,
             max_faults,
+            save,
             json,
         } => {
             let (plan, plan_arg) = load_plan(&plan)?;
@@ -134,6 +155,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..CheckOptions::default()
             };
             let report = check(&plan, &options);
+            if let (Some(path), Some(c)) = (&save, &report.counterexample) {
+                let saved = cutover::replay::Saved::new(&plan, &options.sim, c);
+                write_atomically(path, &serde_json::to_string_pretty(&saved)?)?;
+            }
             let mut data_args = if documents != 60 || dirty != 5 {
                 format!(" --documents {documents} --dirty {dirty}")
             } else {
@@ -162,7 +187,104 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (plan, _) = load_plan(&plan)?;
             explore_command(&plan, depth as usize, json)
         }
+        Command::Replay {
+            file,
+            step,
+            emit_test,
+        } => replay_command(&file, step, emit_test),
     }
+}
+
+/// Writes `text` to `path` through a temporary file in the same directory and a rename, so
+/// that a reader never sees half a file.
+fn write_atomically(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file name", path.display()))?;
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// `cutover replay`.
+fn replay_command(
+    file: &std::path::Path,
+    step: Option<usize>,
+    emit_test: bool,
+) -> anyhow::Result<ExitCode> {
+    use std::fmt::Write;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let saved: cutover::replay::Saved = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a saved counterexample", file.display()))?;
+    if emit_test {
+        write_stdout(&saved.emit_test()?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (replayed, sim) = saved.replay(step);
+    let mut out = String::new();
+    writeln!(
+        out,
+        "replaying {} ({} steps of plan {:?}, case seed {}, saved by cutover {})",
+        file.display(),
+        saved.steps.len(),
+        saved.plan.name,
+        saved.seed,
+        saved.cutover_version
+    )?;
+    writeln!(out)?;
+    writeln!(out, "step  who          what")?;
+    for line in &replayed.trace {
+        writeln!(out, "{line}")?;
+    }
+    if let Some(k) = step {
+        writeln!(out)?;
+        writeln!(out, "state after step {k}:")?;
+        out.push_str(&sim.describe_state());
+        write_stdout(&out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let code = match &replayed.result {
+        Err(f) => {
+            writeln!(
+                out,
+                "{:>4}  {:<12} {} BROKEN: {}",
+                f.step, "checker", f.invariant, f.message
+            )?;
+            if let Some(x) = &f.explained {
+                writeln!(out, "  anomaly {}: {}", x.anomaly, x.explanation)?;
+            }
+            if let Some(e) = &f.expected {
+                writeln!(out, "  expected (oracle): {e}")?;
+            }
+            if let Some(seen) = &f.seen {
+                writeln!(out, "  seen (migrated):   {seen}")?;
+            }
+            if (f.invariant, f.step) != (saved.failure.invariant, saved.failure.step) {
+                writeln!(
+                    out,
+                    "note: the saved failure was {} at step {}",
+                    saved.failure.invariant, saved.failure.step
+                )?;
+            }
+            ExitCode::from(1)
+        }
+        Ok(()) => {
+            writeln!(
+                out,
+                "the steps pass now (the saved failure was {} at step {})",
+                saved.failure.invariant, saved.failure.step
+            )?;
+            ExitCode::SUCCESS
+        }
+    };
+    write_stdout(&out)?;
+    Ok(code)
 }
 
 /// `cutover explore`: the text or JSON report and the exit code.

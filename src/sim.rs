@@ -792,6 +792,42 @@ impl Sim {
         }
     }
 
+    /// Every table of both worlds, each kind's phase and the backfill progress, as text
+    /// (for `cutover replay --step K`).
+    pub fn describe_state(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for (name, world) in [("migrated", &self.migrated), ("oracle", &self.oracle)] {
+            let _ = writeln!(out, "== {name} world");
+            for kind in Kind::ALL {
+                let p = world.progress(kind);
+                let _ = writeln!(
+                    out,
+                    "{kind}: {}; backfill processed {}, migrated {}, quarantined {}, done {}",
+                    world.phase(kind),
+                    p.processed,
+                    p.migrated,
+                    p.quarantined,
+                    p.done
+                );
+            }
+            for table in (0..).map_while(|t| world.store.try_table_name(t).map(|n| (t, n))) {
+                let (t, name) = table;
+                let docs: Vec<_> = world.store.scan(t).collect();
+                let _ = writeln!(out, "-- {name} ({} documents)", docs.len());
+                for d in docs {
+                    let _ = writeln!(
+                        out,
+                        "{}: {}",
+                        world.store.id_string(d.id),
+                        Value::Object(d.fields.clone())
+                    );
+                }
+            }
+        }
+        out
+    }
+
     /// A hash of everything that decides what the run does next: both worlds, the key
     /// book, the actions in flight, the payment deliveries and the checker's state (not the
     /// clock, the trace, the digest or the counters). Two runs with equal hashes at the same

@@ -171,3 +171,41 @@ fn explore_reports_the_shortest_counterexample_with_its_exit_code() {
     let (code, _, err) = cutover(&["explore", "--depth", "0"]);
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn a_saved_counterexample_replays_byte_for_byte() {
+    let dir = temp_dir("replay");
+    let plan = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/plans/unsafe/backfill_stale_copy.toml"
+    );
+    let file = dir.join("ce.json");
+    let file_arg = file.to_str().expect("utf-8 path");
+    let (code, out, _) = cutover(&["check", "--plan", plan, "--save", file_arg]);
+    assert_eq!(code, 1, "{out}");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("saved")).expect("JSON");
+    assert_eq!(saved["plan"]["name"], "backfill_stale_copy");
+    assert!(saved["steps"].as_array().is_some_and(|s| !s.is_empty()));
+    let (code, first, _) = cutover(&["replay", file_arg]);
+    assert_eq!(code, 1, "the failure reproduces: {first}");
+    let (_, second, _) = cutover(&["replay", file_arg]);
+    assert_eq!(first, second, "byte for byte");
+    // The replay's trace is the counterexample's.
+    for line in out.lines().filter(|l| l.starts_with("   ")) {
+        assert!(
+            first.contains(line.trim_end()),
+            "missing from the replay: {line}"
+        );
+    }
+    let (code, state, _) = cutover(&["replay", file_arg, "--step", "1"]);
+    assert_eq!(code, 0);
+    assert!(state.contains("state after step 1") && state.contains("-- migrationProgress"));
+    let (code, test, _) = cutover(&["replay", file_arg, "--emit-test"]);
+    assert_eq!(code, 0);
+    assert!(test.contains("#[test]") && test.contains("Invariant::FieldAgreement"));
+    // Not a saved counterexample: exit 2.
+    std::fs::write(&file, "{}").expect("writes");
+    let (code, _, err) = cutover(&["replay", file_arg]);
+    assert_eq!(code, 2, "{err}");
+}
