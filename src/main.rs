@@ -95,6 +95,9 @@ enum Command {
         /// The longest interleavings explored, in steps.
         #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..=12))]
         depth: u64,
+        /// Saves the counterexample, if any, to FILE (JSON) for `cutover replay`.
+        #[arg(long, value_name = "FILE")]
+        save: Option<std::path::PathBuf>,
         /// Prints one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -183,9 +186,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             write_stdout(&text)?;
             Ok(code)
         }
-        Command::Explore { plan, depth, json } => {
+        Command::Explore {
+            plan,
+            depth,
+            save,
+            json,
+        } => {
             let (plan, _) = load_plan(&plan)?;
-            explore_command(&plan, depth as usize, json)
+            explore_command(&plan, depth as usize, save.as_deref(), json)
         }
         Command::Replay {
             file,
@@ -288,14 +296,29 @@ fn replay_command(
 }
 
 /// `cutover explore`: the text or JSON report and the exit code.
-fn explore_command(plan: &Plan, depth: usize, json: bool) -> anyhow::Result<ExitCode> {
+fn explore_command(
+    plan: &Plan,
+    depth: usize,
+    save: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     use std::fmt::Write;
-    let r = cutover::exhaustive::explore(
-        plan,
-        &cutover::exhaustive::Scenario::small(),
-        depth,
-        usize::MAX,
-    );
+    let scenario = cutover::exhaustive::Scenario::small();
+    let r = cutover::exhaustive::explore(plan, &scenario, depth, usize::MAX);
+    if let (Some(path), Some(c)) = (save, &r.counterexample) {
+        let saved = cutover::replay::Saved {
+            cutover_version: env!("CARGO_PKG_VERSION").to_string(),
+            plan: plan.clone(),
+            data: scenario.options.data.clone(),
+            skew_max_ms: scenario.options.skew_max_ms,
+            seed: 0,
+            data_seed: scenario.data_seed,
+            configuration: cutover::explore::Swarm::default(),
+            steps: c.steps.clone(),
+            failure: c.failure.clone(),
+        };
+        write_atomically(path, &serde_json::to_string_pretty(&saved)?)?;
+    }
     let text = if json {
         let mut out = serde_json::json!({
             "verdict": if r.counterexample.is_some() { "unsafe" } else { "safe" },

@@ -170,6 +170,17 @@ fn explore_reports_the_shortest_counterexample_with_its_exit_code() {
     );
     let (code, _, err) = cutover(&["explore", "--depth", "0"]);
     assert_eq!(code, 2, "{err}");
+    // Its counterexample saves and replays like check's.
+    let dir = temp_dir("explore");
+    let file = dir.join("shortest.json");
+    let file_arg = file.to_str().expect("utf-8 path");
+    let (code, _, _) = cutover(&[
+        "explore", "--plan", plan, "--depth", "6", "--save", file_arg,
+    ]);
+    assert_eq!(code, 1);
+    let (code, out, _) = cutover(&["replay", file_arg]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("anomaly stale_copy_overwrite"), "{out}");
 }
 
 #[test]
