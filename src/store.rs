@@ -139,7 +139,8 @@ pub struct Write {
 
 #[derive(Clone)]
 struct Table {
-    def: TableDef,
+    /// Shared: forking a store (exhaustive exploration clones it) copies no schema.
+    def: Arc<TableDef>,
     docs: BTreeMap<u32, Arc<Doc>>,
     seq_next: u32,
     /// Each index maps its keys to the document version, so a range read needs no second
@@ -177,7 +178,7 @@ impl Store {
             .into_iter()
             .map(|def| Table {
                 indexes: def.indexes.iter().map(|_| BTreeMap::new()).collect(),
-                def,
+                def: Arc::new(def),
                 docs: BTreeMap::new(),
                 seq_next: 1,
             })
@@ -791,7 +792,11 @@ mod tests {
     #[test]
     fn limits_fail_the_mutation() {
         let mut s = Store::new(
-            store().tables.into_iter().map(|t| t.def).collect(),
+            store()
+                .tables
+                .into_iter()
+                .map(|t| (*t.def).clone())
+                .collect(),
             Limits {
                 documents_written_max: 2,
                 ..Limits::default()
