@@ -12,6 +12,7 @@ use crate::data::{self, GenOptions};
 use crate::plan::Plan;
 use crate::schema::Kind;
 use crate::sim::{Failure, Op, Read, Sim, SimOptions, Step, TraceLine};
+use crate::store::DocHashes;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
@@ -134,11 +135,13 @@ pub fn explore(plan: &Plan, scenario: &Scenario, depth: usize, budget: usize) ->
             limit,
             // State -> the smallest depth it was reached at, in this iteration.
             seen: FxHashMap::default(),
+            docs: DocHashes::default(),
             path: Vec::with_capacity(limit),
             transitions: 0,
             found: None,
         };
-        search.seen.insert(root.state_hash(), 0);
+        let h = root.state_hash_with(&mut search.docs);
+        search.seen.insert(h, 0);
         search.dfs(&root);
         spent += search.transitions;
         result.transitions = search.transitions;
@@ -171,6 +174,8 @@ struct Search<'a> {
     budget: usize,
     limit: usize,
     seen: FxHashMap<u64, usize>,
+    /// Document hashes, shared by every state of the search.
+    docs: DocHashes,
     path: Vec<Step>,
     transitions: usize,
     found: Option<Vec<Step>>,
@@ -193,7 +198,7 @@ impl Search<'_> {
                     self.found = Some(self.path.clone());
                 }
                 Ok(()) => {
-                    let h = next.state_hash();
+                    let h = next.state_hash_with(&mut self.docs);
                     let new = self.seen.get(&h).is_none_or(|d| *d > depth);
                     if new {
                         self.seen.insert(h, depth);

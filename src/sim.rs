@@ -11,7 +11,7 @@ use crate::plan::{
     UpdateMirroring, WritePath,
 };
 use crate::schema::{Kind, PAYMENT_STATUSES, TICKET_STATUSES, typed_validator_of};
-use crate::store::{Doc, DocId, TxError, Write};
+use crate::store::{Doc, DocHashes, DocId, TxError, Write};
 use crate::value::{Fields, Value};
 use crate::world::{
     Arg, BackfillOutcome, Change, Half, Key, PlantedBugs, Route, Stashed, Switch, TICKS_PER_STEP,
@@ -834,9 +834,15 @@ impl Sim {
     /// depth behave alike from there on (up to hash collisions), which is what exhaustive
     /// exploration deduplicates on.
     pub fn state_hash(&self) -> u64 {
+        self.state_hash_with(&mut DocHashes::default())
+    }
+
+    /// `state_hash`, reusing the document hashes in `docs` (shared across the forks of one
+    /// exploration).
+    pub fn state_hash_with(&self, docs: &mut DocHashes) -> u64 {
         let mut h = DefaultHasher::new();
-        self.migrated.hash_state(&mut h);
-        self.oracle.hash_state(&mut h);
+        self.migrated.hash_state(&mut h, docs);
+        self.oracle.hash_state(&mut h, docs);
         let b = &self.book;
         (b.next, &b.kinds, &b.products, &b.sessions).hash(&mut h);
         for (key, field, value) in b.dirty.iter().flatten() {

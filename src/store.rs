@@ -51,6 +51,32 @@ impl Doc {
     }
 }
 
+/// The content hashes of document versions, computed once per version: a stored version is
+/// an immutable `Arc`, shared by every fork of a store, so exhaustive exploration hashes
+/// each version once instead of at every state. It keeps the versions it has seen alive,
+/// so an address is never reused for another version while it is cached.
+#[derive(Default)]
+pub struct DocHashes {
+    by_version: rustc_hash::FxHashMap<*const Doc, (Arc<Doc>, u64)>,
+}
+
+impl DocHashes {
+    /// The hash of a version's id, creation time and fields.
+    pub fn of(&mut self, d: &Arc<Doc>) -> u64 {
+        use std::hash::{Hash, Hasher};
+        if let Some((_, h)) = self.by_version.get(&Arc::as_ptr(d)) {
+            return *h;
+        }
+        let mut h = std::hash::DefaultHasher::new();
+        d.id.hash(&mut h);
+        d.creation_time.hash(&mut h);
+        d.fields.hash(&mut h);
+        let h = h.finish();
+        self.by_version.insert(Arc::as_ptr(d), (d.clone(), h));
+        h
+    }
+}
+
 /// A key in an index: the indexed values (`None` is Convex's `undefined`, which sorts first),
 /// then the creation time, then the id. Cursors are index keys.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -300,15 +326,13 @@ impl Store {
 
     /// Feeds everything that decides what the store does next to `h`: every document (id,
     /// creation time, fields) and every table's next sequence number, in table and id order.
-    pub fn hash_contents(&self, h: &mut impl std::hash::Hasher) {
+    pub fn hash_contents(&self, h: &mut impl std::hash::Hasher, cache: &mut DocHashes) {
         use std::hash::Hash;
         for t in &self.tables {
             t.seq_next.hash(h);
             t.docs.len().hash(h);
             for d in t.docs.values() {
-                d.id.hash(h);
-                d.creation_time.hash(h);
-                d.fields.hash(h);
+                cache.of(d).hash(h);
             }
         }
     }
