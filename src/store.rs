@@ -178,7 +178,9 @@ struct Table {
 /// checker drains after every step.
 #[derive(Clone)]
 pub struct Store {
-    tables: Vec<Table>,
+    /// Shared between forks of a store (exhaustive exploration clones it) until written:
+    /// a write copies only the table it changes.
+    tables: Vec<Arc<Table>>,
     limits: Limits,
     log: Vec<Write>,
     /// Convex's `schemaValidation`; when off, typed tables accept any document.
@@ -202,11 +204,13 @@ impl Store {
         assert!(defs.len() < usize::from(u16::MAX));
         let tables = defs
             .into_iter()
-            .map(|def| Table {
-                indexes: def.indexes.iter().map(|_| BTreeMap::new()).collect(),
-                def: Arc::new(def),
-                docs: BTreeMap::new(),
-                seq_next: 1,
+            .map(|def| {
+                Arc::new(Table {
+                    indexes: def.indexes.iter().map(|_| BTreeMap::new()).collect(),
+                    def: Arc::new(def),
+                    docs: BTreeMap::new(),
+                    seq_next: 1,
+                })
             })
             .collect();
         Store {
@@ -394,7 +398,7 @@ impl Store {
 
     /// Replaces the stored version of `id` (or removes it) and keeps every index in step.
     fn put(&mut self, id: DocId, doc: Option<Arc<Doc>>) -> Option<Arc<Doc>> {
-        let table = &mut self.tables[usize::from(id.table)];
+        let table = Arc::make_mut(&mut self.tables[usize::from(id.table)]);
         let before = match &doc {
             Some(d) => table.docs.insert(id.seq, d.clone()),
             None => table.docs.remove(&id.seq),
@@ -600,7 +604,7 @@ impl Tx<'_> {
     /// `db.insert(table, fields)`; `_creationTime` is the transaction's begin time.
     pub fn insert(&mut self, table: TableNo, fields: Fields) -> Result<DocId, TxError> {
         let size = self.check_write(table, &fields)?;
-        let t = &mut self.store.tables[usize::from(table)];
+        let t = Arc::make_mut(&mut self.store.tables[usize::from(table)]);
         let id = DocId {
             table,
             seq: t.seq_next,
