@@ -28,6 +28,17 @@ pub struct Saved {
     pub failure: Failure,
 }
 
+/// Why a saved counterexample could not be turned into a test.
+#[derive(Debug, thiserror::Error)]
+pub enum EmitError {
+    /// The plan does not serialize as TOML.
+    #[error("the plan does not serialize: {0}")]
+    Plan(#[from] toml::ser::Error),
+    /// The steps or options do not serialize as JSON.
+    #[error("the steps do not serialize: {0}")]
+    Steps(#[from] serde_json::Error),
+}
+
 /// What a replay did.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Replayed {
@@ -82,8 +93,8 @@ impl Saved {
 
     /// A Rust test that rebuilds the sequence with the library's API and asserts the failure,
     /// for a team to paste into its regression tests.
-    pub fn emit_test(&self) -> Result<String, serde_json::Error> {
-        let plan = toml::to_string(&self.plan).unwrap_or_default();
+    pub fn emit_test(&self) -> Result<String, EmitError> {
+        let plan = toml::to_string(&self.plan)?;
         let steps = serde_json::to_string_pretty(&self.steps)?;
         let data = serde_json::to_string(&self.data)?;
         let name = format!(
