@@ -140,7 +140,7 @@ pub fn explore(plan: &Plan, scenario: &Scenario, depth: usize, budget: usize) ->
             transitions: 0,
             found: None,
         };
-        let h = root.state_hash_with(&mut search.docs);
+        let h = root.state_hash(&mut search.docs);
         search.seen.insert(h, 0);
         search.dfs(&root);
         spent += search.transitions;
@@ -198,7 +198,7 @@ impl Search<'_> {
                     self.found = Some(self.path.clone());
                 }
                 Ok(()) => {
-                    let h = next.state_hash_with(&mut self.docs);
+                    let h = next.state_hash(&mut self.docs);
                     let new = self.seen.get(&h).is_none_or(|d| *d > depth);
                     if new {
                         self.seen.insert(h, depth);

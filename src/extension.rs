@@ -119,10 +119,6 @@ impl Extensions {
         self.backfills.iter().find(|b| b.kind() == kind).cloned()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.reads.is_empty() && self.backfills.is_empty()
-    }
-
     fn names(&self) -> Vec<&str> {
         self.writes
             .iter()

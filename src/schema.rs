@@ -283,13 +283,9 @@ fn idx(name: &'static str, fields: &[&'static str]) -> IndexDef {
     }
 }
 
-/// Every table of the app, legacy and typed, with their indexes.
-pub fn tables() -> Vec<TableDef> {
-    tables_with(References::Remap)
-}
-
-/// Every table, with the typed tables' reference fields declared as the plan says.
-pub fn tables_with(references: References) -> Vec<TableDef> {
+/// Every table of the app, legacy and typed, with their indexes; the typed tables'
+/// reference fields are declared as the plan's `references` says.
+pub fn tables(references: References) -> Vec<TableDef> {
     vec![
         TableDef {
             name: "organizations",
@@ -465,12 +461,7 @@ impl Tables {
     }
 }
 
-/// A new store with the app's schema.
-pub fn new_store(limits: Limits) -> Store {
-    new_store_with(limits, References::Remap)
-}
-
 /// A new store with the app's schema, typed references declared as the plan says.
-pub fn new_store_with(limits: Limits, references: References) -> Store {
-    Store::new(tables_with(references), limits)
+pub fn new_store(limits: Limits, references: References) -> Store {
+    Store::new(tables(references), limits)
 }

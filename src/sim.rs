@@ -833,13 +833,8 @@ impl Sim {
     /// clock, the trace, the digest or the counters). Two runs with equal hashes at the same
     /// depth behave alike from there on (up to hash collisions), which is what exhaustive
     /// exploration deduplicates on.
-    pub fn state_hash(&self) -> u64 {
-        self.state_hash_with(&mut DocHashes::default())
-    }
-
-    /// `state_hash`, reusing the document hashes in `docs` (shared across the forks of one
-    /// exploration).
-    pub fn state_hash_with(&self, docs: &mut DocHashes) -> u64 {
+    /// `docs` caches document hashes across the forks of one exploration.
+    pub fn state_hash(&self, docs: &mut DocHashes) -> u64 {
         let mut h = DefaultHasher::new();
         self.migrated.hash_state(&mut h, docs);
         self.oracle.hash_state(&mut h, docs);

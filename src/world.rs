@@ -10,7 +10,7 @@ use crate::plan::{
     DeleteMirroring, DoubleWrite, InvalidDocuments, Phase, Plan, QuarantineReads, ReadMode,
     References, UpdateMirroring, WritePath,
 };
-use crate::schema::{Kind, Tables, new_store_with};
+use crate::schema::{Kind, Tables, new_store};
 use crate::store::{Doc, DocHashes, DocId, IndexKey, Limits, Store, Tx, TxError, Write};
 use crate::value::{Fields, Str, Value};
 use rustc_hash::FxHashMap as HashMap;
@@ -289,7 +289,7 @@ impl World {
         bugs: PlantedBugs,
         limits: Limits,
     ) -> World {
-        let mut store = new_store_with(limits, plan.strategy.references);
+        let mut store = new_store(limits, plan.strategy.references);
         if bugs.invalid_ticket_number || !plan.schema_validation {
             store.set_validation(false);
         }
@@ -554,7 +554,8 @@ impl World {
     ) -> Result<BackfillOutcome, TxError> {
         let runner = runner.min(BACKFILL_RUNNERS - 1);
         let phase = self.phase(kind);
-        let strategy = self.plan.strategy_for(kind).into_owned();
+        let plan = self.plan.clone();
+        let strategy = plan.strategy_for(kind);
         if !self.backfill_runs(kind) {
             return Ok(BackfillOutcome::NotRunning(phase));
         }
