@@ -7,6 +7,7 @@ pub mod domain;
 pub mod exhaustive;
 pub mod explore;
 pub mod extension;
+pub mod output;
 pub mod plan;
 pub mod replay;
 pub mod schema;

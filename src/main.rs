@@ -9,6 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use cutover::explore::{CheckOptions, Report, check};
+use cutover::output::{write_atomically, write_stdout};
 use cutover::plan::Plan;
 use cutover::sim::{Invariant, Op, SimOptions};
 use std::process::ExitCode;
@@ -201,22 +202,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             emit_test,
         } => replay_command(&file, step, emit_test),
     }
-}
-
-/// Writes `text` to `path` through a temporary file in the same directory and a rename, so
-/// that a reader never sees half a file.
-fn write_atomically(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file name", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 /// `cutover replay`.
@@ -415,17 +400,6 @@ fn phases_reached(report: &Report) -> serde_json::Map<String, serde_json::Value>
             )
         })
         .collect()
-}
-
-/// Writes the result to stdout. A reader that stopped reading (a closed pipe, as with
-/// `| head`) is not an error; any other failure to write is an operating error.
-fn write_stdout(text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("cannot write to stdout"),
-    }
 }
 
 /// The text report: a summary when safe, the counterexample and its replay command when not.
