@@ -657,25 +657,115 @@ pub fn data_seed(case_seed: u64) -> u64 {
     case_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xC0FF_EE00
 }
 
+impl Report {
+    /// A report of no cases: every probe listed at zero, no counterexample.
+    pub fn empty() -> Report {
+        Report {
+            cases: 0,
+            steps: 0,
+            phase_max: [None; 3],
+            cases_all_typed_only: 0,
+            switches: 0,
+            rollbacks: 0,
+            batches: 0,
+            reads: 0,
+            failing_cases: 0,
+            shadow_mismatches: 0,
+            probes: Probe::ALL.iter().map(|p| (*p, 0)).collect(),
+            counterexample: None,
+        }
+    }
+
+    /// Counts one finished case with the statistics of its generated run.
+    pub fn absorb(&mut self, s: &Stats) {
+        self.cases += 1;
+        self.steps += s.steps;
+        self.switches += s.switches;
+        self.rollbacks += s.rollbacks;
+        self.batches += s.batches;
+        self.reads += s.reads;
+        self.shadow_mismatches += s.shadow_mismatches;
+        for (p, n) in &s.probes {
+            *self.probes.entry(*p).or_default() += n;
+        }
+        if s.phase_max.iter().all(|p| *p == Some(Phase::TypedOnly)) {
+            self.cases_all_typed_only += 1;
+        }
+        for (m, p) in self.phase_max.iter_mut().zip(s.phase_max) {
+            if p > *m {
+                *m = p;
+            }
+        }
+    }
+
+    /// Adds the counts of `other` (cases, steps, probes, failing cases, furthest phases);
+    /// the counterexample is left alone. Sums commute, so the order of merging never shows.
+    pub fn add_counts(&mut self, other: &Report) {
+        self.cases += other.cases;
+        self.steps += other.steps;
+        self.switches += other.switches;
+        self.rollbacks += other.rollbacks;
+        self.batches += other.batches;
+        self.reads += other.reads;
+        self.failing_cases += other.failing_cases;
+        self.shadow_mismatches += other.shadow_mismatches;
+        self.cases_all_typed_only += other.cases_all_typed_only;
+        for (p, n) in &other.probes {
+            *self.probes.entry(*p).or_default() += n;
+        }
+        for (m, p) in self.phase_max.iter_mut().zip(other.phase_max) {
+            if p > *m {
+                *m = p;
+            }
+        }
+    }
+}
+
+/// One case of a run: the statistics of its generated step sequence and, if it failed, the
+/// failing steps (shrunk when asked).
+pub struct CaseRun {
+    pub stats: Stats,
+    pub failing_steps: Option<Vec<Step>>,
+}
+
+/// Runs case `case_seed` under `options`: its configuration, dataset and steps all derive
+/// from the seed, so the generated sequence is the same whether it is shrunk or not.
+pub fn run_seed(plan: &Arc<Plan>, options: &CheckOptions, case_seed: u64, shrink: bool) -> CaseRun {
+    let swarm = swarm_of(options, case_seed);
+    let strategy = steps(step_in(&swarm), options.steps);
+    let ds = data_seed(case_seed);
+    let config = Config {
+        cases: 1,
+        failure_persistence: None,
+        max_shrink_iters: if shrink { options.shrink_iters_max } else { 0 },
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new_with_rng(
+        config,
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes(case_seed)),
+    );
+    let stats: std::cell::RefCell<Option<Stats>> = std::cell::RefCell::new(None);
+    let result = runner.run(&strategy, |steps| {
+        let (result, sim) = run_case(plan, &options.sim, ds, &steps, false);
+        // The first run is the generated case; later runs are shrink attempts.
+        stats.borrow_mut().get_or_insert_with(|| sim.stats.clone());
+        result.map_err(|f| TestCaseError::fail(f.to_string()))
+    });
+    CaseRun {
+        stats: stats.into_inner().unwrap_or_default(),
+        failing_steps: match result {
+            Err(TestError::Fail(_, steps)) => Some(steps),
+            _ => None,
+        },
+    }
+}
+
 /// Runs `options.cases` cases. After the first failing case it shrinks up to
 /// `failing_cases_max` failing cases (within `FAILURE_SEARCH_CASES` more cases) and reports
 /// the shortest counterexample (the earliest among equals).
 pub fn check(plan: &Plan, options: &CheckOptions) -> Report {
     let plan = Arc::new(plan.clone());
-    let mut report = Report {
-        cases: 0,
-        steps: 0,
-        phase_max: [None; 3],
-        cases_all_typed_only: 0,
-        switches: 0,
-        rollbacks: 0,
-        batches: 0,
-        reads: 0,
-        failing_cases: 0,
-        shadow_mismatches: 0,
-        probes: Probe::ALL.iter().map(|p| (*p, 0)).collect(),
-        counterexample: None,
-    };
+    let mut report = Report::empty();
     let mut first_failure: Option<usize> = None;
     for i in 0..options.cases {
         if first_failure.is_some_and(|f| {
@@ -684,47 +774,10 @@ pub fn check(plan: &Plan, options: &CheckOptions) -> Report {
             break;
         }
         let case_seed = options.seed.wrapping_add(i as u64);
-        let swarm = swarm_of(options, case_seed);
-        let strategy = steps(step_in(&swarm), options.steps);
-        let ds = data_seed(case_seed);
-        let config = Config {
-            cases: 1,
-            failure_persistence: None,
-            max_shrink_iters: options.shrink_iters_max,
-            ..Config::default()
-        };
-        let mut runner = TestRunner::new_with_rng(
-            config,
-            TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes(case_seed)),
-        );
-        let stats: std::cell::RefCell<Option<Stats>> = std::cell::RefCell::new(None);
-        let result = runner.run(&strategy, |steps| {
-            let (result, sim) = run_case(&plan, &options.sim, ds, &steps, false);
-            // The first run is the generated case; later runs are shrink attempts.
-            stats.borrow_mut().get_or_insert_with(|| sim.stats.clone());
-            result.map_err(|f| TestCaseError::fail(f.to_string()))
-        });
-        report.cases += 1;
-        if let Some(s) = stats.into_inner() {
-            report.steps += s.steps;
-            report.switches += s.switches;
-            report.rollbacks += s.rollbacks;
-            report.batches += s.batches;
-            report.reads += s.reads;
-            report.shadow_mismatches += s.shadow_mismatches;
-            for (p, n) in &s.probes {
-                *report.probes.entry(*p).or_default() += n;
-            }
-            if s.phase_max.iter().all(|p| *p == Some(Phase::TypedOnly)) {
-                report.cases_all_typed_only += 1;
-            }
-            for (m, p) in report.phase_max.iter_mut().zip(s.phase_max) {
-                if p > *m {
-                    *m = p;
-                }
-            }
-        }
-        if let Err(TestError::Fail(_, steps)) = result {
+        let run = run_seed(&plan, options, case_seed, true);
+        report.absorb(&run.stats);
+        if let Some(steps) = run.failing_steps {
+            let ds = data_seed(case_seed);
             let (result, sim) = run_case(&plan, &options.sim, ds, &steps, true);
             let failure = result.expect_err("a shrunk counterexample fails when replayed");
             report.failing_cases += 1;
@@ -740,7 +793,7 @@ pub fn check(plan: &Plan, options: &CheckOptions) -> Report {
                     steps,
                     failure,
                     trace: sim.trace,
-                    swarm,
+                    swarm: swarm_of(options, case_seed),
                     shortened_from: None,
                 });
             }

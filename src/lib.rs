@@ -13,6 +13,7 @@ pub mod replay;
 pub mod schema;
 pub mod sim;
 pub mod store;
+pub mod sweep;
 pub mod validator;
 pub mod value;
 pub mod world;

@@ -39,30 +39,59 @@ enum Command {
         /// Number of cases (each a fresh dataset and step sequence).
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
         cases: u64,
-        /// Steps per case.
-        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
-        steps: u64,
         /// Case i runs with seed S+i; `--seed S --cases 1` replays case S exactly.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Legacy documents generated per case.
-        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-        documents: u64,
-        /// Percentage of event, transaction and ticket documents generated dirty.
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=100))]
-        dirty: u8,
-        /// Every case uses the default operation weights and fault rates, instead of a
-        /// configuration derived from its seed.
-        #[arg(long, conflicts_with = "max_faults")]
-        no_swarm: bool,
-        /// Every case uses the default operation weights with every fault at its highest rate
-        /// (crashes, redeliveries, a second backfill runner, retry exhaustion, skew).
-        #[arg(long)]
-        max_faults: bool,
+        #[command(flatten)]
+        case: CaseArgs,
         /// Saves the counterexample, if any, to FILE (JSON) for `cutover replay`.
         #[arg(long, value_name = "FILE")]
         save: Option<std::path::PathBuf>,
         /// Prints one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Runs every case seed of a range (or one shard of it) on worker threads. The verdict,
+    /// counterexample (the lowest failing seed's, shrunk) and summary do not depend on
+    /// --jobs, and shards merge with `cutover sweep-merge`.
+    #[command(
+        after_help = "Examples:\n  cutover sweep --seeds 0..10000\n  cutover sweep --plan plans/unsafe/backfill_stale_copy.toml --seeds 0..2000 --jobs 2\n  cutover sweep --seeds 0..100000 --shard 2/4 --json > shard-2.json\n\nCtrl-C stops handing out seeds, lets the seeds in flight finish, prints the summary of\nwhat finished and exits 130 (a second Ctrl-C quits at once). Progress goes to stderr: a bar\non a terminal, a line per tenth of the seeds otherwise; stdout has only the result."
+    )]
+    Sweep {
+        /// The plan file (TOML). Default: the built-in seed plan (plans/seed.toml).
+        #[arg(long, value_name = "FILE")]
+        plan: Option<std::path::PathBuf>,
+        /// The case seeds to run, A..B (B excluded).
+        #[arg(long, value_name = "A..B", value_parser = cutover::sweep::SeedRange::parse)]
+        seeds: cutover::sweep::SeedRange,
+        /// Worker threads. Default: every core.
+        #[arg(long, value_name = "J", value_parser = clap::value_parser!(u64).range(1..=1024))]
+        jobs: Option<u64>,
+        /// Runs only shard I of N (1-based): seeds A+I-1, A+I-1+N, ...
+        #[arg(long, value_name = "I/N", value_parser = cutover::sweep::Shard::parse)]
+        shard: Option<cutover::sweep::Shard>,
+        #[command(flatten)]
+        case: CaseArgs,
+        /// Saves the counterexample, if any, to FILE (JSON) for `cutover replay`.
+        #[arg(long, value_name = "FILE")]
+        save: Option<std::path::PathBuf>,
+        /// Prints one JSON object (the input of `cutover sweep-merge`) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Merges the --json results of the shards of one sweep into the result of the whole
+    /// range; every shard must be given exactly once.
+    #[command(
+        after_help = "Example:\n  cutover sweep-merge shard-1.json shard-2.json shard-3.json shard-4.json"
+    )]
+    SweepMerge {
+        /// The shards' results (`cutover sweep --shard I/N --json`), or merges of them.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<std::path::PathBuf>,
+        /// Saves the counterexample, if any, to FILE (JSON) for `cutover replay`.
+        #[arg(long, value_name = "FILE")]
+        save: Option<std::path::PathBuf>,
+        /// Prints one JSON object (mergeable again) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -105,6 +134,44 @@ enum Command {
     },
 }
 
+/// The options of each case, shared by `check` and `sweep`.
+#[derive(clap::Args)]
+struct CaseArgs {
+    /// Steps per case.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    steps: u64,
+    /// Legacy documents generated per case.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    documents: u64,
+    /// Percentage of event, transaction and ticket documents generated dirty.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=100))]
+    dirty: u8,
+    /// Every case uses the default operation weights and fault rates, instead of a
+    /// configuration derived from its seed.
+    #[arg(long, conflicts_with = "max_faults")]
+    no_swarm: bool,
+    /// Every case uses the default operation weights with every fault at its highest rate
+    /// (crashes, redeliveries, a second backfill runner, retry exhaustion, skew).
+    #[arg(long)]
+    max_faults: bool,
+}
+
+impl CaseArgs {
+    /// `check`'s options for these flags (cases and seed left at their defaults).
+    fn options(&self) -> CheckOptions {
+        let mut sim = SimOptions::default();
+        sim.data.documents = self.documents as usize;
+        sim.data.dirty_percent = self.dirty;
+        CheckOptions {
+            steps: self.steps as usize,
+            sim,
+            swarm: !self.no_swarm,
+            fixed_swarm: self.max_faults.then(cutover::explore::Swarm::max_faults),
+            ..CheckOptions::default()
+        }
+    }
+}
+
 /// Reads the plan named on the command line, or the built-in seed plan.
 fn load_plan(plan: &Option<std::path::PathBuf>) -> anyhow::Result<(Plan, String)> {
     Ok(match plan {
@@ -136,56 +203,77 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check {
             plan,
             cases,
-            steps,
             seed,
-            documents,
-            dirty,
-            no_swarm,
-            max_faults,
+            case,
             save,
             json,
         } => {
             let (plan, plan_arg) = load_plan(&plan)?;
-            let mut sim = SimOptions::default();
-            sim.data.documents = documents as usize;
-            sim.data.dirty_percent = dirty;
             let options = CheckOptions {
                 cases: cases as usize,
-                steps: steps as usize,
                 seed,
-                sim,
-                swarm: !no_swarm,
-                fixed_swarm: max_faults.then(cutover::explore::Swarm::max_faults),
-                ..CheckOptions::default()
+                ..case.options()
             };
             let report = check(&plan, &options);
             if let (Some(path), Some(c)) = (&save, &report.counterexample) {
                 let saved = cutover::replay::Saved::new(&plan, &options.sim, c);
-                write_atomically(path, &serde_json::to_string_pretty(&saved)?)?;
-            }
-            let mut data_args = if documents != 60 || dirty != 5 {
-                format!(" --documents {documents} --dirty {dirty}")
-            } else {
-                String::new()
-            };
-            if no_swarm {
-                data_args.push_str(" --no-swarm");
-            }
-            if max_faults {
-                data_args.push_str(" --max-faults");
+                write_atomically(path, serde_json::to_string_pretty(&saved)?)?;
             }
             let text = if json {
                 format!("{}\n", serde_json::to_string(&json_report(&report))?)
             } else {
-                render_report(&plan, &report, &plan_arg, &data_args, steps)?
-            };
-            let code = if report.counterexample.is_some() {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
+                render_report(
+                    &plan,
+                    &report,
+                    &plan_arg,
+                    &replay_args(&options),
+                    case.steps,
+                )?
             };
             write_stdout(&text)?;
-            Ok(code)
+            Ok(verdict_code(&report))
+        }
+        Command::Sweep {
+            plan,
+            seeds,
+            jobs,
+            shard,
+            case,
+            save,
+            json,
+        } => {
+            let (plan, plan_arg) = load_plan(&plan)?;
+            let jobs = match jobs {
+                Some(j) => j as usize,
+                None => std::thread::available_parallelism().map_or(1, usize::from),
+            };
+            let options = cutover::sweep::SweepOptions {
+                check: case.options(),
+                seeds,
+                shard: shard.unwrap_or(cutover::sweep::Shard::WHOLE),
+                jobs,
+            };
+            let result = sweep_command(&plan, &options)?;
+            sweep_output(&result, &plan_arg, save.as_deref(), json)
+        }
+        Command::SweepMerge { files, save, json } => {
+            let results = files
+                .iter()
+                .map(|f| {
+                    let text = std::fs::read_to_string(f)
+                        .with_context(|| format!("cannot read {}", f.display()))?;
+                    serde_json::from_str(&text).with_context(|| {
+                        format!("{}: not a `cutover sweep --json` result", f.display())
+                    })
+                })
+                .collect::<anyhow::Result<Vec<cutover::sweep::SweepResult>>>()?;
+            let merged = cutover::sweep::merge(&results)?;
+            let plan_arg = if merged.plan == Plan::seed() {
+                String::new()
+            } else {
+                format!(" --plan <the file of plan {:?}>", merged.plan.name)
+            };
+            sweep_output(&merged, &plan_arg, save.as_deref(), json)
         }
         Command::Explore {
             plan,
@@ -302,7 +390,7 @@ fn explore_command(
             steps: c.steps.clone(),
             failure: c.failure.clone(),
         };
-        write_atomically(path, &serde_json::to_string_pretty(&saved)?)?;
+        write_atomically(path, serde_json::to_string_pretty(&saved)?)?;
     }
     let text = if json {
         let mut out = serde_json::json!({
@@ -357,6 +445,182 @@ fn explore_command(
     })
 }
 
+/// Exit code 1 when the report has a counterexample, else 0.
+fn verdict_code(report: &Report) -> ExitCode {
+    if report.counterexample.is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Runs a sweep with progress on stderr (a bar on a terminal, a line per tenth of the seeds
+/// otherwise) and Ctrl-C handling: the first stops handing out seeds, a second quits at once.
+fn sweep_command(
+    plan: &Plan,
+    options: &cutover::sweep::SweepOptions,
+) -> anyhow::Result<cutover::sweep::SweepResult> {
+    use cutover::sweep::Progress;
+    use std::io::IsTerminal;
+    let started = std::time::Instant::now();
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(options.shard.len(options.seeds));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} seeds, {per_sec}, {eta} left{msg}",
+            )
+            .expect("a valid progress template")
+            .progress_chars("=> "),
+        );
+        bar
+    });
+    let mut last_tenth = 0;
+    let progress = |p: Progress| match p {
+        Progress::Seeds {
+            done,
+            total,
+            failing,
+        } => {
+            let msg = if failing > 0 {
+                format!(", {failing} failing")
+            } else {
+                String::new()
+            };
+            if let Some(bar) = &bar {
+                bar.set_position(done);
+                bar.set_message(msg);
+            } else if done == 0 {
+                eprintln!("sweep: {total} seeds on {} workers", options.jobs);
+            } else if done * 10 / total.max(1) > last_tenth || done == total {
+                last_tenth = done * 10 / total.max(1);
+                let secs = started.elapsed().as_secs_f64().max(1e-9);
+                let rate = done as f64 / secs;
+                let left = (total - done) as f64 / rate.max(1e-9);
+                eprintln!("sweep: {done}/{total} seeds{msg}, {rate:.1} seeds/s, {left:.0} s left");
+            }
+        }
+        Progress::Shrinking { seed } => match &bar {
+            Some(bar) => bar.set_message(format!(", shrinking seed {seed}")),
+            None => eprintln!("sweep: shrinking the lowest failing seed, {seed}"),
+        },
+    };
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            // No signal handling: the sweep is never interrupted.
+            std::future::pending::<()>().await;
+        }
+        eprintln!("sweep: interrupted; finishing the seeds in flight (Ctrl-C again quits now)");
+        tokio::spawn(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        });
+    };
+    let result = cutover::sweep::sweep(plan, options, progress, interrupt)
+        .context("cannot start the sweep's workers")?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(result)
+}
+
+/// Prints a sweep's (or merge's) result, saves its counterexample, and returns the exit code:
+/// 130 if interrupted, else 1 with a counterexample, else 0.
+fn sweep_output(
+    result: &cutover::sweep::SweepResult,
+    plan_arg: &str,
+    save: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use std::fmt::Write;
+    if let (Some(path), Some(c)) = (save, &result.report.counterexample) {
+        let saved = cutover::replay::Saved::new(&result.plan, &result.settings.sim, c);
+        write_atomically(path, serde_json::to_string_pretty(&saved)?)?;
+    }
+    let text = if json {
+        format!("{}\n", serde_json::to_string(result)?)
+    } else {
+        let mut out = String::new();
+        let shards = if result.shard_count > 1 {
+            let held: Vec<String> = result.shards.iter().map(u64::to_string).collect();
+            format!(" (shard {} of {})", held.join(", "), result.shard_count)
+        } else {
+            String::new()
+        };
+        writeln!(
+            out,
+            "sweep of seeds {}{shards}: {} of {} seeds ran, {} failed{}",
+            result.seeds,
+            result.seeds_done,
+            result.seeds_total,
+            result.report.failing_cases,
+            match result.lowest_failing_seed() {
+                Some(_) => format!(
+                    " (lowest failing seeds: {})",
+                    result
+                        .failing_seeds
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => String::new(),
+            }
+        )?;
+        if result.interrupted {
+            writeln!(
+                out,
+                "plan {:?}: interrupted, no verdict; the totals cover the seeds that finished",
+                result.plan.name
+            )?;
+            out.push_str(&render_totals(&result.plan, &result.report)?);
+            if let Some(seed) = result.lowest_failing_seed() {
+                writeln!(
+                    out,
+                    "the lowest failing seed so far is {seed}; shrink it with: cutover check{plan_arg} --seed {seed} --cases 1 --steps {}{}",
+                    result.settings.steps,
+                    replay_args(&result.settings.check_options())
+                )?;
+            }
+        } else {
+            out.push_str(&render_report(
+                &result.plan,
+                &result.report,
+                plan_arg,
+                &replay_args(&result.settings.check_options()),
+                result.settings.steps as u64,
+            )?);
+        }
+        out
+    };
+    write_stdout(&text)?;
+    Ok(if result.interrupted {
+        ExitCode::from(130)
+    } else {
+        verdict_code(&result.report)
+    })
+}
+
+/// The `check` flags that rebuild these options' cases, as far as they differ from the
+/// defaults (for replay commands).
+fn replay_args(options: &CheckOptions) -> String {
+    let data = &options.sim.data;
+    let mut args = if data.documents != 60 || data.dirty_percent != 5 {
+        format!(
+            " --documents {} --dirty {}",
+            data.documents, data.dirty_percent
+        )
+    } else {
+        String::new()
+    };
+    if options.fixed_swarm == Some(cutover::explore::Swarm::max_faults()) {
+        args.push_str(" --max-faults");
+    } else if !options.swarm {
+        args.push_str(" --no-swarm");
+    }
+    args
+}
+
 fn json_report(report: &Report) -> serde_json::Value {
     let mut out = serde_json::json!({
         "verdict": if report.counterexample.is_some() { "unsafe" } else { "safe" },
@@ -402,6 +666,68 @@ fn phases_reached(report: &Report) -> serde_json::Map<String, serde_json::Value>
         .collect()
 }
 
+/// The totals of a report: cases, steps, invariants, phases, switches, probes.
+fn render_totals(plan: &Plan, report: &Report) -> Result<String, std::fmt::Error> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    writeln!(
+        out,
+        "  {} cases, {} steps, every invariant checked after every step:",
+        report.cases, report.steps
+    )?;
+    writeln!(out, "  {}", Invariant::ALL.map(Invariant::name).join(", "))?;
+    // In migration order, not the JSON object's alphabetical one.
+    let phases: Vec<String> = cutover::schema::Kind::ALL
+        .iter()
+        .map(|k| {
+            format!(
+                "{k} {}",
+                report.phase_max[k.index()].map_or("legacy", |p| p.name())
+            )
+        })
+        .collect();
+    writeln!(out, "  furthest phase reached: {}", phases.join(", "))?;
+    writeln!(
+        out,
+        "  {} cases took every kind to typed_only; {} phase switches ({} rollbacks), {} backfill batches, {} reads compared with the oracle",
+        report.cases_all_typed_only,
+        report.switches,
+        report.rollbacks,
+        report.batches,
+        report.reads
+    )?;
+    if cutover::schema::Kind::ALL
+        .iter()
+        .any(|k| plan.strategy_for(*k).read_mode == cutover::plan::ReadMode::Shadow)
+    {
+        writeln!(
+            out,
+            "  shadow reads whose typed answer differed from the legacy one served: {}",
+            report.shadow_mismatches
+        )?;
+    }
+    let probes: Vec<String> = report
+        .probes
+        .iter()
+        .map(|(p, n)| format!("{p} {n}"))
+        .collect();
+    writeln!(out, "  rare situations reached: {}", probes.join(", "))?;
+    let missed: Vec<&str> = report
+        .probes
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(p, _)| p.name())
+        .collect();
+    if !missed.is_empty() {
+        writeln!(
+            out,
+            "  never reached (more cases or steps may): {}",
+            missed.join(", ")
+        )?;
+    }
+    Ok(out)
+}
+
 /// The text report: a summary when safe, the counterexample and its replay command when not.
 fn render_report(
     plan: &Plan,
@@ -415,61 +741,7 @@ fn render_report(
     match &report.counterexample {
         None => {
             writeln!(out, "plan {:?}: safe", plan.name)?;
-            writeln!(
-                out,
-                "  {} cases, {} steps, every invariant checked after every step:",
-                report.cases, report.steps
-            )?;
-            writeln!(out, "  {}", Invariant::ALL.map(Invariant::name).join(", "))?;
-            // In migration order, not the JSON object's alphabetical one.
-            let phases: Vec<String> = cutover::schema::Kind::ALL
-                .iter()
-                .map(|k| {
-                    format!(
-                        "{k} {}",
-                        report.phase_max[k.index()].map_or("legacy", |p| p.name())
-                    )
-                })
-                .collect();
-            writeln!(out, "  furthest phase reached: {}", phases.join(", "))?;
-            writeln!(
-                out,
-                "  {} cases took every kind to typed_only; {} phase switches ({} rollbacks), {} backfill batches, {} reads compared with the oracle",
-                report.cases_all_typed_only,
-                report.switches,
-                report.rollbacks,
-                report.batches,
-                report.reads
-            )?;
-            if cutover::schema::Kind::ALL
-                .iter()
-                .any(|k| plan.strategy_for(*k).read_mode == cutover::plan::ReadMode::Shadow)
-            {
-                writeln!(
-                    out,
-                    "  shadow reads whose typed answer differed from the legacy one served: {}",
-                    report.shadow_mismatches
-                )?;
-            }
-            let probes: Vec<String> = report
-                .probes
-                .iter()
-                .map(|(p, n)| format!("{p} {n}"))
-                .collect();
-            writeln!(out, "  rare situations reached: {}", probes.join(", "))?;
-            let missed: Vec<&str> = report
-                .probes
-                .iter()
-                .filter(|(_, n)| **n == 0)
-                .map(|(p, _)| p.name())
-                .collect();
-            if !missed.is_empty() {
-                writeln!(
-                    out,
-                    "  never reached (more cases or steps may): {}",
-                    missed.join(", ")
-                )?;
-            }
+            out.push_str(&render_totals(plan, report)?);
         }
         Some(c) => {
             writeln!(out, "plan {:?}: UNSAFE", plan.name)?;
