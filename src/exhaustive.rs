@@ -2,18 +2,24 @@
 //! a depth, with equal states deduplicated, so that the first counterexample found is a
 //! shortest one.
 //!
-//! The search is an iterative-deepening depth-first search: for each depth limit it walks
-//! every sequence of the scenario's alphabet, cloning the simulation at each branch, and
-//! prunes a state already reached at the same or a smaller depth (`Sim::state_hash`). The
-//! first failure found at the smallest limit is as short as a failure can be in the
-//! scenario. Memory stays proportional to the depth.
+//! The search is breadth-first, one depth at a time: every state of the frontier (the
+//! distinct states first reached at the previous depth) takes every step of the scenario's
+//! alphabet, on a clone of its simulation; a state already reached (`Sim::state_hash`) is
+//! dropped, so each distinct state is expanded once. The first failure found at a depth is
+//! as short as a failure can be in the scenario.
+//!
+//! With several jobs, the frontier is cut into chunks of `CHUNK` states whatever the number
+//! of jobs; the states of a chunk are expanded on worker threads, and the results are merged
+//! on one thread in frontier order, then alphabet order. Which states are new, the next
+//! frontier, the counterexample and the counts are therefore the same for any number of
+//! jobs.
 
 use crate::data::{self, GenOptions};
 use crate::plan::Plan;
 use crate::schema::Kind;
 use crate::sim::{Failure, Op, Read, Sim, SimOptions, Step, TraceLine};
 use crate::store::DocHashes;
-use rustc_hash::FxHashMap;
+use rustc_hash::FxHashSet;
 use std::sync::Arc;
 
 /// A small scenario: a dataset and the steps the search may take at each point.
@@ -102,24 +108,60 @@ pub struct Shortest {
 /// What a bounded exploration found.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Exploration {
-    /// The deepest limit searched in full (or the depth of the counterexample).
+    /// The deepest depth searched in full (or the depth of the counterexample).
     pub depth: usize,
-    /// Distinct states reached at the last limit searched, the initial one included.
+    /// Distinct states reached within `depth` steps, the initial one included.
     pub states: usize,
-    /// Steps tried at the last limit searched.
+    /// Steps tried in all.
     pub transitions: usize,
-    /// Whether the search stopped at its budget before finishing the last limit.
+    /// Whether the search stopped at its budget before finishing the last depth.
     pub cut_short: bool,
     pub counterexample: Option<Shortest>,
 }
 
+/// States expanded together between two merges. Fixed, so that the result does not depend
+/// on the number of jobs.
+const CHUNK: usize = 128;
+
 /// Explores every interleaving of `scenario`'s steps up to `depth` steps, trying at most
-/// `budget` steps in all (`usize::MAX`: no limit).
+/// `budget` steps in all (`usize::MAX`: no limit), on one thread.
 pub fn explore(plan: &Plan, scenario: &Scenario, depth: usize, budget: usize) -> Exploration {
+    explore_jobs(plan, scenario, depth, budget, 1)
+}
+
+/// A state of the frontier: its simulation and the steps that reached it.
+struct Node {
+    sim: Sim,
+    path: Vec<Step>,
+}
+
+/// What one step from a frontier state led to.
+enum Child {
+    /// An invariant broke: the steps from the initial state.
+    Failed(Vec<Step>),
+    /// A state not reached before the chunk started.
+    New(u64, Box<Node>),
+    /// A state reached before.
+    Seen,
+}
+
+/// `explore` on `jobs` worker threads, with the same result for any `jobs`.
+pub fn explore_jobs(
+    plan: &Plan,
+    scenario: &Scenario,
+    depth: usize,
+    budget: usize,
+    jobs: usize,
+) -> Exploration {
     let plan = Arc::new(plan.clone());
     let options = &scenario.options;
     let dataset = data::generate(scenario.data_seed, &options.data);
     let root = Sim::from_dataset(plan.clone(), options, &dataset);
+    let jobs = jobs.max(1);
+    // One document-hash memo per worker, kept across chunks and depths.
+    let mut caches: Vec<DocHashes> = (0..jobs).map(|_| DocHashes::default()).collect();
+    let mut visited: FxHashSet<u64> = FxHashSet::default();
+    visited.insert(root.state_hash(&mut caches[0]));
     let mut result = Exploration {
         depth: 0,
         states: 1,
@@ -127,88 +169,123 @@ pub fn explore(plan: &Plan, scenario: &Scenario, depth: usize, budget: usize) ->
         cut_short: false,
         counterexample: None,
     };
-    let mut spent = 0usize;
-    for limit in 1..=depth {
-        let mut search = Search {
-            alphabet: &scenario.alphabet,
-            budget: budget.saturating_sub(spent),
-            limit,
-            // State -> the smallest depth it was reached at, in this iteration.
-            seen: FxHashMap::default(),
-            docs: DocHashes::default(),
-            path: Vec::with_capacity(limit),
-            transitions: 0,
-            found: None,
-        };
-        let h = root.state_hash(&mut search.docs);
-        search.seen.insert(h, 0);
-        search.dfs(&root);
-        spent += search.transitions;
-        result.transitions = search.transitions;
-        if search.transitions >= search.budget && search.found.is_none() {
-            result.cut_short = true;
+    let mut frontier = vec![Node {
+        sim: root,
+        path: Vec::new(),
+    }];
+    let mut found: Option<Vec<Step>> = None;
+    'depths: for level in 1..=depth {
+        let mut next = Vec::new();
+        let mut nodes = frontier.into_iter();
+        loop {
+            let chunk: Vec<Node> = nodes.by_ref().take(CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            for child in expand(chunk, &scenario.alphabet, &visited, &mut caches) {
+                if result.transitions >= budget {
+                    result.cut_short = true;
+                    break 'depths;
+                }
+                result.transitions += 1;
+                match child {
+                    Child::Failed(path) => {
+                        found = Some(path);
+                        result.depth = level;
+                        break 'depths;
+                    }
+                    Child::New(h, node) => {
+                        if visited.insert(h) {
+                            next.push(*node);
+                        }
+                    }
+                    Child::Seen => {}
+                }
+            }
+        }
+        result.depth = level;
+        result.states = visited.len();
+        frontier = next;
+        if frontier.is_empty() {
             break;
         }
-        result.depth = limit;
-        result.states = search.seen.len();
-        if let Some(steps) = search.found {
-            // Replay with the trace on, for the report and the anomaly's explanation.
-            let mut sim = Sim::from_dataset(plan.clone(), options, &dataset);
-            sim.set_verbose(true);
-            let failure = sim
-                .run(&steps)
-                .expect_err("a counterexample fails when replayed");
-            result.counterexample = Some(Shortest {
-                steps,
-                failure,
-                trace: sim.trace,
-            });
-            break;
-        }
+    }
+    if let Some(steps) = found {
+        result.states = visited.len();
+        // Replay with the trace on, for the report and the anomaly's explanation.
+        let mut sim = Sim::from_dataset(plan.clone(), options, &dataset);
+        sim.set_verbose(true);
+        let failure = sim
+            .run(&steps)
+            .expect_err("a counterexample fails when replayed");
+        result.counterexample = Some(Shortest {
+            steps,
+            failure,
+            trace: sim.trace,
+        });
     }
     result
 }
 
-struct Search<'a> {
-    alphabet: &'a [Step],
-    budget: usize,
-    limit: usize,
-    seen: FxHashMap<u64, usize>,
-    /// Document hashes, shared by every state of the search.
-    docs: DocHashes,
-    path: Vec<Step>,
-    transitions: usize,
-    found: Option<Vec<Step>>,
+/// Every step of `alphabet` from every state of `chunk`, in chunk order then alphabet order.
+/// The chunk is split into one contiguous part per worker.
+fn expand(
+    chunk: Vec<Node>,
+    alphabet: &[Step],
+    visited: &FxHashSet<u64>,
+    caches: &mut [DocHashes],
+) -> Vec<Child> {
+    if caches.len() == 1 || chunk.len() == 1 {
+        return expand_part(chunk, alphabet, visited, &mut caches[0]);
+    }
+    let per = chunk.len().div_ceil(caches.len());
+    let mut parts: Vec<Vec<Node>> = Vec::new();
+    let mut nodes = chunk.into_iter();
+    loop {
+        let part: Vec<Node> = nodes.by_ref().take(per).collect();
+        if part.is_empty() {
+            break;
+        }
+        parts.push(part);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .zip(caches.iter_mut())
+            .map(|(part, cache)| scope.spawn(move || expand_part(part, alphabet, visited, cache)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("an exploration worker panicked"))
+            .collect()
+    })
 }
 
-impl Search<'_> {
-    fn dfs(&mut self, sim: &Sim) {
-        let depth = self.path.len() + 1;
-        for step in self.alphabet {
-            if self.found.is_some() || self.transitions >= self.budget {
-                return;
-            }
-            let step = step.clone();
-            let mut next = sim.clone();
-            self.transitions += 1;
-            let outcome = next.step(&step);
-            self.path.push(step);
-            match outcome {
-                Err(_) => {
-                    self.found = Some(self.path.clone());
-                }
+fn expand_part(
+    part: Vec<Node>,
+    alphabet: &[Step],
+    visited: &FxHashSet<u64>,
+    cache: &mut DocHashes,
+) -> Vec<Child> {
+    let mut out = Vec::with_capacity(part.len() * alphabet.len());
+    for node in part {
+        for step in alphabet {
+            let mut sim = node.sim.clone();
+            let outcome = sim.step(step);
+            let mut path = node.path.clone();
+            path.push(step.clone());
+            out.push(match outcome {
+                Err(_) => Child::Failed(path),
                 Ok(()) => {
-                    let h = next.state_hash(&mut self.docs);
-                    let new = self.seen.get(&h).is_none_or(|d| *d > depth);
-                    if new {
-                        self.seen.insert(h, depth);
-                        if depth < self.limit {
-                            self.dfs(&next);
-                        }
+                    let h = sim.state_hash(cache);
+                    if visited.contains(&h) {
+                        Child::Seen
+                    } else {
+                        Child::New(h, Box::new(Node { sim, path }))
                     }
                 }
-            }
-            self.path.pop();
+            });
         }
     }
+    out
 }

@@ -116,7 +116,7 @@ enum Command {
     /// operations on events and transactions) up to a depth, equal states deduplicated, and
     /// reports the shortest counterexample.
     #[command(
-        after_help = "Example:\n  cutover explore --plan plans/unsafe/backfill_stale_copy.toml --depth 6"
+        after_help = "Examples:\n  cutover explore --plan plans/unsafe/backfill_stale_copy.toml --depth 6\n  cutover explore --depth 10 --jobs 2"
     )]
     Explore {
         /// The plan file (TOML). Default: the built-in seed plan (plans/seed.toml).
@@ -125,6 +125,9 @@ enum Command {
         /// The longest interleavings explored, in steps.
         #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..=12))]
         depth: u64,
+        /// Worker threads. Default: every core. The result is the same for any number.
+        #[arg(long, value_name = "J", value_parser = clap::value_parser!(u64).range(1..=1024))]
+        jobs: Option<u64>,
         /// Saves the counterexample, if any, to FILE (JSON) for `cutover replay`.
         #[arg(long, value_name = "FILE")]
         save: Option<std::path::PathBuf>,
@@ -243,10 +246,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let (plan, plan_arg) = load_plan(&plan)?;
-            let jobs = match jobs {
-                Some(j) => j as usize,
-                None => std::thread::available_parallelism().map_or(1, usize::from),
-            };
+            let jobs = jobs_or_cores(jobs);
             let options = cutover::sweep::SweepOptions {
                 check: case.options(),
                 seeds,
@@ -278,11 +278,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Explore {
             plan,
             depth,
+            jobs,
             save,
             json,
         } => {
             let (plan, _) = load_plan(&plan)?;
-            explore_command(&plan, depth as usize, save.as_deref(), json)
+            explore_command(
+                &plan,
+                depth as usize,
+                jobs_or_cores(jobs),
+                save.as_deref(),
+                json,
+            )
         }
         Command::Replay {
             file,
@@ -372,12 +379,13 @@ fn replay_command(
 fn explore_command(
     plan: &Plan,
     depth: usize,
+    jobs: usize,
     save: Option<&std::path::Path>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     use std::fmt::Write;
     let scenario = cutover::exhaustive::Scenario::small();
-    let r = cutover::exhaustive::explore(plan, &scenario, depth, usize::MAX);
+    let r = cutover::exhaustive::explore_jobs(plan, &scenario, depth, usize::MAX, jobs);
     if let (Some(path), Some(c)) = (save, &r.counterexample) {
         let saved = cutover::replay::Saved {
             cutover_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -415,7 +423,7 @@ fn explore_command(
         match &r.counterexample {
             None => writeln!(
                 out,
-                "plan {:?}: no counterexample in the small scenario within depth {} ({} distinct states, {} steps tried at the last depth)",
+                "plan {:?}: no counterexample in the small scenario within depth {} ({} distinct states, {} steps tried)",
                 plan.name, r.depth, r.states, r.transitions
             )?,
             Some(c) => {
@@ -443,6 +451,14 @@ fn explore_command(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `--jobs J`, or every core.
+fn jobs_or_cores(jobs: Option<u64>) -> usize {
+    match jobs {
+        Some(j) => j as usize,
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    }
 }
 
 /// Exit code 1 when the report has a counterexample, else 0.

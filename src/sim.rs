@@ -835,7 +835,7 @@ impl Sim {
     /// exploration deduplicates on.
     /// `docs` caches document hashes across the forks of one exploration.
     pub fn state_hash(&self, docs: &mut DocHashes) -> u64 {
-        let mut h = DefaultHasher::new();
+        let mut h = crate::store::state_hasher();
         self.migrated.hash_state(&mut h, docs);
         self.oracle.hash_state(&mut h, docs);
         let b = &self.book;

@@ -51,28 +51,37 @@ impl Doc {
     }
 }
 
+/// The hasher of exhaustive exploration's state hashes: foldhash's high-quality variant with
+/// a fixed seed (fast, well distributed over 64 bits, the same in every process).
+pub fn state_hasher() -> impl std::hash::Hasher {
+    use std::hash::BuildHasher;
+    foldhash::quality::FixedState::with_seed(0x5EED_C0DE).build_hasher()
+}
+
 /// The content hashes of document versions, computed once per version: a stored version is
 /// an immutable `Arc`, shared by every fork of a store, so exhaustive exploration hashes
 /// each version once instead of at every state. It keeps the versions it has seen alive,
-/// so an address is never reused for another version while it is cached.
+/// so an address (the key, as a number so that the memo can move to a worker thread) is
+/// never reused for another version while it is cached.
 #[derive(Default)]
 pub struct DocHashes {
-    by_version: rustc_hash::FxHashMap<*const Doc, (Arc<Doc>, u64)>,
+    by_version: rustc_hash::FxHashMap<usize, (Arc<Doc>, u64)>,
 }
 
 impl DocHashes {
     /// The hash of a version's id, creation time and fields.
     pub fn of(&mut self, d: &Arc<Doc>) -> u64 {
         use std::hash::{Hash, Hasher};
-        if let Some((_, h)) = self.by_version.get(&Arc::as_ptr(d)) {
+        if let Some((_, h)) = self.by_version.get(&(Arc::as_ptr(d) as usize)) {
             return *h;
         }
-        let mut h = std::hash::DefaultHasher::new();
+        let mut h = state_hasher();
         d.id.hash(&mut h);
         d.creation_time.hash(&mut h);
         d.fields.hash(&mut h);
         let h = h.finish();
-        self.by_version.insert(Arc::as_ptr(d), (d.clone(), h));
+        self.by_version
+            .insert(Arc::as_ptr(d) as usize, (d.clone(), h));
         h
     }
 }
