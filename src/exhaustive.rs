@@ -28,15 +28,28 @@ pub struct Scenario {
     pub options: SimOptions,
     pub data_seed: u64,
     pub alphabet: Vec<Step>,
+    /// A step that starts an action is not taken while this many actions are in flight.
+    pub actions_max: usize,
 }
 
 impl Scenario {
-    /// The built-in small scenario: a dozen legacy documents (one of them dirty) and twelve
+    /// The built-in small scenario: a dozen legacy documents (one of them dirty) and fifteen
     /// operations on events and transactions: the phase switches and backfill batches that
-    /// move them, an edit, an update and a delete, a rollback, and reads by id.
+    /// move them, an edit, an update and a delete, a rollback, reads by id and by
+    /// organization, and one checkout action at a time (its start, its next step, a crash).
     pub fn small() -> Scenario {
         let (e, t) = (Kind::Events, Kind::Transactions);
         let alphabet = vec![
+            Op::Checkout {
+                lane: 0,
+                event: 0,
+                product: 0,
+                quantity: 1,
+                v1: false,
+                seed: 0,
+            },
+            Op::ActionStep { lane: 0 },
+            Op::ActionCrash { lane: 0 },
             Op::Advance { kind: e },
             Op::Advance { kind: t },
             Op::Backfill { kind: e, runner: 0 },
@@ -77,6 +90,7 @@ impl Scenario {
                     fault: None,
                 })
                 .collect(),
+            actions_max: 1,
         }
     }
 
@@ -93,6 +107,7 @@ impl Scenario {
             options: options.clone(),
             data_seed,
             alphabet,
+            actions_max: usize::MAX,
         }
     }
 }
@@ -129,9 +144,10 @@ pub fn explore(plan: &Plan, scenario: &Scenario, depth: usize, budget: usize) ->
     explore_jobs(plan, scenario, depth, budget, 1)
 }
 
-/// A state of the frontier: its simulation and the steps that reached it.
+/// A state of the frontier, as the steps that reach it from the initial state. Holding
+/// paths rather than simulations keeps a frontier of a million states in tens of megabytes;
+/// a state is rebuilt by replaying its path when it is expanded.
 struct Node {
-    sim: Sim,
     path: Vec<Step>,
 }
 
@@ -140,7 +156,7 @@ enum Child {
     /// An invariant broke: the steps from the initial state.
     Failed(Vec<Step>),
     /// A state not reached before the chunk started.
-    New(u64, Box<Node>),
+    New(u64, Node),
     /// A state reached before.
     Seen,
 }
@@ -169,10 +185,7 @@ pub fn explore_jobs(
         cut_short: false,
         counterexample: None,
     };
-    let mut frontier = vec![Node {
-        sim: root,
-        path: Vec::new(),
-    }];
+    let mut frontier = vec![Node { path: Vec::new() }];
     let mut found: Option<Vec<Step>> = None;
     'depths: for level in 1..=depth {
         let mut next = Vec::new();
@@ -182,7 +195,7 @@ pub fn explore_jobs(
             if chunk.is_empty() {
                 break;
             }
-            for child in expand(chunk, &scenario.alphabet, &visited, &mut caches) {
+            for child in expand(chunk, &root, scenario, &visited, &mut caches) {
                 if result.transitions >= budget {
                     result.cut_short = true;
                     break 'depths;
@@ -196,7 +209,7 @@ pub fn explore_jobs(
                     }
                     Child::New(h, node) => {
                         if visited.insert(h) {
-                            next.push(*node);
+                            next.push(node);
                         }
                     }
                     Child::Seen => {}
@@ -227,16 +240,29 @@ pub fn explore_jobs(
     result
 }
 
-/// Every step of `alphabet` from every state of `chunk`, in chunk order then alphabet order.
+/// Whether a step starts an action.
+fn starts_action(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Checkout { .. }
+            | Op::PaymentWebhook { .. }
+            | Op::WebhookRedeliver { .. }
+            | Op::Refund { .. }
+    )
+}
+
+/// Every step of the scenario's alphabet (but those starting an action beyond
+/// `actions_max`) from every state of `chunk`, in chunk order then alphabet order.
 /// The chunk is split into one contiguous part per worker.
 fn expand(
     chunk: Vec<Node>,
-    alphabet: &[Step],
+    root: &Sim,
+    scenario: &Scenario,
     visited: &FxHashSet<u64>,
     caches: &mut [DocHashes],
 ) -> Vec<Child> {
     if caches.len() == 1 || chunk.len() == 1 {
-        return expand_part(chunk, alphabet, visited, &mut caches[0]);
+        return expand_part(chunk, root, scenario, visited, &mut caches[0]);
     }
     let per = chunk.len().div_ceil(caches.len());
     let mut parts: Vec<Vec<Node>> = Vec::new();
@@ -252,7 +278,12 @@ fn expand(
         let handles: Vec<_> = parts
             .into_iter()
             .zip(caches.iter_mut())
-            .map(|(part, cache)| scope.spawn(move || expand_part(part, alphabet, visited, cache)))
+            .map(|(part, cache)| {
+                // A simulation is not `Sync` (its context has cells): each worker replays
+                // from its own copy of the initial state.
+                let root = root.clone();
+                scope.spawn(move || expand_part(part, &root, scenario, visited, cache))
+            })
             .collect();
         handles
             .into_iter()
@@ -263,14 +294,23 @@ fn expand(
 
 fn expand_part(
     part: Vec<Node>,
-    alphabet: &[Step],
+    root: &Sim,
+    scenario: &Scenario,
     visited: &FxHashSet<u64>,
     cache: &mut DocHashes,
 ) -> Vec<Child> {
-    let mut out = Vec::with_capacity(part.len() * alphabet.len());
+    let mut out = Vec::with_capacity(part.len() * scenario.alphabet.len());
     for node in part {
-        for step in alphabet {
-            let mut sim = node.sim.clone();
+        let mut state = root.clone();
+        state
+            .run(&node.path)
+            .expect("a frontier state was reached without a failure");
+        let busy = state.actions_in_flight() >= scenario.actions_max;
+        for step in &scenario.alphabet {
+            if busy && starts_action(&step.op) {
+                continue;
+            }
+            let mut sim = state.clone();
             let outcome = sim.step(step);
             let mut path = node.path.clone();
             path.push(step.clone());
@@ -281,7 +321,7 @@ fn expand_part(
                     if visited.contains(&h) {
                         Child::Seen
                     } else {
-                        Child::New(h, Box::new(Node { sim, path }))
+                        Child::New(h, Node { path })
                     }
                 }
             });

@@ -871,6 +871,11 @@ impl Sim {
         h.finish()
     }
 
+    /// Actions started and neither finished nor crashed.
+    pub fn actions_in_flight(&self) -> usize {
+        self.actions.len()
+    }
+
     /// Records a human-readable trace line per step (for counterexamples and replays).
     pub fn set_verbose(&mut self, on: bool) {
         self.verbose = on;

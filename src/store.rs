@@ -51,6 +51,9 @@ impl Doc {
     }
 }
 
+/// The most document versions a `DocHashes` remembers before it starts over.
+pub const DOC_HASHES_MAX: usize = 1 << 16;
+
 /// The hasher of exhaustive exploration's state hashes: foldhash's high-quality variant with
 /// a fixed seed (fast, well distributed over 64 bits, the same in every process).
 pub fn state_hasher() -> impl std::hash::Hasher {
@@ -65,6 +68,7 @@ pub fn state_hasher() -> impl std::hash::Hasher {
 /// never reused for another version while it is cached.
 #[derive(Default)]
 pub struct DocHashes {
+    /// Keyed by address; bounded by `DOC_HASHES_MAX`.
     by_version: rustc_hash::FxHashMap<usize, (Arc<Doc>, u64)>,
 }
 
@@ -74,6 +78,10 @@ impl DocHashes {
         use std::hash::{Hash, Hasher};
         if let Some((_, h)) = self.by_version.get(&(Arc::as_ptr(d) as usize)) {
             return *h;
+        }
+        if self.by_version.len() >= DOC_HASHES_MAX {
+            // A memo: forgetting it changes no hash, and it bounds the versions kept alive.
+            self.by_version.clear();
         }
         let mut h = state_hasher();
         d.id.hash(&mut h);

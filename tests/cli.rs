@@ -152,7 +152,7 @@ fn explore_reports_the_shortest_counterexample_with_its_exit_code() {
     let (code, out, _) = cutover(&["explore", "--depth", "3"]);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("no counterexample") && out.contains("51 distinct states"),
+        out.contains("no counterexample") && out.contains("113 distinct states"),
         "{out}"
     );
     let plan = concat!(
