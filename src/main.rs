@@ -483,9 +483,15 @@ fn sweep_command(
         let bar = indicatif::ProgressBar::new(options.shard.len(options.seeds));
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {pos}/{len} seeds, {per_sec}, {eta} left{msg}",
+                "{elapsed_precise} [{bar:30}] {pos}/{len} seeds, {rate} seeds/s, {eta} left{msg}",
             )
             .expect("a valid progress template")
+            .with_key(
+                "rate",
+                |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0}", state.per_sec());
+                },
+            )
             .progress_chars("=> "),
         );
         bar
