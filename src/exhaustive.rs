@@ -30,13 +30,17 @@ pub struct Scenario {
     pub alphabet: Vec<Step>,
     /// A step that starts an action is not taken while this many actions are in flight.
     pub actions_max: usize,
+    /// The backfill batch size of every kind in this scenario, instead of the plan's (small
+    /// batches let other work interleave between them).
+    pub batch_size: Option<usize>,
 }
 
 impl Scenario {
-    /// The built-in small scenario: a dozen legacy documents (one of them dirty) and fifteen
-    /// operations on events and transactions: the phase switches and backfill batches that
-    /// move them, an edit, an update and a delete, a rollback, reads by id and by
-    /// organization, and one checkout action at a time (its start, its next step, a crash).
+    /// The built-in small scenario: a dozen legacy documents (one of them dirty), backfill
+    /// batches of two documents, and fifteen operations on events and transactions: the
+    /// phase switches and backfill batches that move them, an edit, an update and a delete, a
+    /// rollback, reads by id and by organization, and one checkout action at a time (its
+    /// start, its next step, a crash).
     pub fn small() -> Scenario {
         let (e, t) = (Kind::Events, Kind::Transactions);
         let alphabet = vec![
@@ -91,7 +95,20 @@ impl Scenario {
                 })
                 .collect(),
             actions_max: 1,
+            batch_size: Some(2),
         }
+    }
+
+    /// The plan as this scenario runs it: with its batch size, if it sets one.
+    pub fn plan_for(&self, plan: &Plan) -> Plan {
+        let mut plan = plan.clone();
+        if let Some(n) = self.batch_size {
+            plan.batch_size = n;
+            for k in &mut plan.kinds {
+                k.batch_size = None;
+            }
+        }
+        plan
     }
 
     /// The neighbourhood of a counterexample: its dataset, and its distinct steps as the
@@ -108,6 +125,7 @@ impl Scenario {
             data_seed,
             alphabet,
             actions_max: usize::MAX,
+            batch_size: None,
         }
     }
 }
@@ -169,7 +187,7 @@ pub fn explore_jobs(
     budget: usize,
     jobs: usize,
 ) -> Exploration {
-    let plan = Arc::new(plan.clone());
+    let plan = Arc::new(scenario.plan_for(plan));
     let options = &scenario.options;
     let dataset = data::generate(scenario.data_seed, &options.data);
     let root = Sim::from_dataset(plan.clone(), options, &dataset);

@@ -389,7 +389,7 @@ fn explore_command(
     if let (Some(path), Some(c)) = (save, &r.counterexample) {
         let saved = cutover::replay::Saved {
             cutover_version: env!("CARGO_PKG_VERSION").to_string(),
-            plan: plan.clone(),
+            plan: scenario.plan_for(plan),
             data: scenario.options.data.clone(),
             skew_max_ms: scenario.options.skew_max_ms,
             seed: 0,

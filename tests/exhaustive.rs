@@ -37,9 +37,10 @@ fn the_seed_plans_state_counts_are_pinned_and_it_is_safe_to_depth_6() {
 }
 
 /// Every catalogue entry whose deviation the small scenario exercises is found within
-/// depth 7, with a counterexample no longer than the one `check` reports for it. (Two
+/// depth 8, with a counterexample no longer than the one `check` reports for it. (Two
 /// entries need another dataset than `check`'s first failing case: with the small
-/// scenario's documents their shortest counterexamples are 6 and 7 steps.)
+/// scenario's documents and batches of two, their shortest counterexamples are 6 and 8
+/// steps.)
 #[test]
 fn catalogue_entries_in_the_bound_are_found_with_shortest_counterexamples() {
     let entries = [
@@ -57,14 +58,15 @@ fn catalogue_entries_in_the_bound_are_found_with_shortest_counterexamples() {
             6,
             Invariant::ReferentialIntegrity,
         ),
-        ("invalid_documents_skipped", 7, Invariant::Coverage),
+        ("invalid_documents_skipped", 8, Invariant::Coverage),
     ];
     for (name, shortest, invariant) in entries {
         let plan = catalogue(name);
-        let r = explore(&plan, &Scenario::small(), 7, usize::MAX);
+        // Breadth-first: nothing shorter exists when it is found at this depth.
+        let r = explore(&plan, &Scenario::small(), shortest, usize::MAX);
         let c = r
             .counterexample
-            .unwrap_or_else(|| panic!("{name}: not found within depth 7"));
+            .unwrap_or_else(|| panic!("{name}: not found within depth {shortest}"));
         assert_eq!(c.steps.len(), shortest, "{name}");
         assert_eq!(
             r.depth, shortest,
@@ -99,14 +101,14 @@ fn a_budget_cuts_the_search_short() {
 #[test]
 fn the_result_is_the_same_whatever_the_number_of_jobs() {
     let cases = [
-        (Plan::seed(), 7, usize::MAX),
+        (Plan::seed(), 6, usize::MAX),
         (Plan::seed(), 8, 5_000),
         (catalogue("backfill_stale_copy"), 7, usize::MAX),
-        (catalogue("invalid_documents_skipped"), 7, usize::MAX),
+        (catalogue("references_not_remapped"), 7, usize::MAX),
     ];
     for (plan, depth, budget) in cases {
         let one = explore_jobs(&plan, &Scenario::small(), depth, budget, 1);
-        for jobs in [2, 3, 5] {
+        for jobs in [2, 3] {
             let many = explore_jobs(&plan, &Scenario::small(), depth, budget, jobs);
             assert_eq!(many, one, "plan {:?}, {jobs} jobs", plan.name);
         }
