@@ -118,8 +118,16 @@ pub struct Exploration {
 pub fn explore(plan: &Plan, scenario: &Scenario, depth: usize, budget: usize) -> Exploration {
     let plan = Arc::new(plan.clone());
     let options = &scenario.options;
-    let dataset = data::generate(scenario.data_seed, &options.data);
-    let root = Sim::from_dataset(plan.clone(), options, &dataset);
+    // A fixed dataset (`check --from-export`) stands in for the generated one.
+    let generated;
+    let dataset = match &options.dataset {
+        Some(fixed) => &*fixed.0,
+        None => {
+            generated = data::generate(scenario.data_seed, &options.data);
+            &generated
+        }
+    };
+    let root = Sim::from_dataset(plan.clone(), options, dataset);
     let mut result = Exploration {
         depth: 0,
         states: 1,
@@ -153,7 +161,7 @@ pub fn explore(plan: &Plan, scenario: &Scenario, depth: usize, budget: usize) ->
         result.states = search.seen.len();
         if let Some(steps) = search.found {
             // Replay with the trace on, for the report and the anomaly's explanation.
-            let mut sim = Sim::from_dataset(plan.clone(), options, &dataset);
+            let mut sim = Sim::from_dataset(plan.clone(), options, dataset);
             sim.set_verbose(true);
             let failure = sim
                 .run(&steps)

@@ -9,6 +9,15 @@ use std::path::Path;
 /// never a part. The temporary file sits in the same directory (so the rename does not cross
 /// file systems) and is removed if anything fails.
 pub fn write_atomically(path: &Path, bytes: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    write_atomically_with(path, |file| Ok(file.write_all(bytes.as_ref())?))
+}
+
+/// As `write_atomically`, for content that `write` streams into the file (an export too
+/// large to build in memory first).
+pub fn write_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -23,8 +32,9 @@ pub fn write_atomically(path: &Path, bytes: impl AsRef<[u8]>) -> anyhow::Result<
     ));
     let written = (|| {
         let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes.as_ref())?;
-        file.sync_all()
+        write(&mut file)?;
+        file.sync_all()?;
+        anyhow::Ok(())
     })();
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);

@@ -1,0 +1,619 @@
+//! `cutover scan`: streams the `objects` table of an export (of the app and of each
+//! component) through the plan's mapping, one document at a time, and counts and lists what
+//! would not migrate. Memory holds one line, one document, the `objects` ids (16 bytes each,
+//! for the reference check), the findings (at most `FINDINGS_MAX`) and, per kind, the sizes of
+//! the `batch_size` largest documents.
+
+use super::archive::{Archive, Line, Namespace};
+use super::encoding::Encoding;
+use super::ids::ConvexId;
+use super::{ExportError, Finding, FindingKind};
+use crate::domain::{derive, kind_of};
+use crate::plan::Plan;
+use crate::schema::Kind;
+use crate::store::Limits;
+use crate::value::{Fields, Str, Value, measure_fields};
+use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::path::Path;
+
+/// The God table.
+pub const OBJECTS: &str = "objects";
+/// Findings kept for the report; past this only their number is.
+pub const FINDINGS_MAX: usize = 100_000;
+
+/// A table entry's name inside a namespace.
+pub fn entry_name(ns: &Namespace, table: &str, file: &str) -> String {
+    format!("{}{table}/{file}", ns.prefix)
+}
+
+/// The encoding of a table, from its `generated_schema.jsonl`. `None` (with a finding) when
+/// it names an encoding this crate does not know.
+pub fn table_encoding(
+    archive: &mut Archive,
+    ns: &Namespace,
+    table: &str,
+    findings: &mut Vec<Finding>,
+) -> Result<Option<Encoding>, ExportError> {
+    let name = entry_name(ns, table, "generated_schema.jsonl");
+    if !archive.has(&name) {
+        findings.push(Finding::entry(
+            FindingKind::Encoding,
+            name,
+            "missing; read as the current (uniform) encoding".into(),
+        ));
+        return Ok(Some(Encoding::Uniform));
+    }
+    let mut lines = archive.lines(&name)?;
+    let mut buf = Vec::new();
+    let result = match lines.next_line(&mut buf) {
+        Ok(Some(Line::Read)) => Encoding::from_schema_line(&buf).map_err(|e| e.to_string()),
+        Ok(Some(Line::TooLong(n))) => Err(format!("first line of {n} bytes is too long")),
+        Ok(None) => Err("empty".into()),
+        Err(e) => Err(format!("unreadable: {e}")),
+    };
+    match result {
+        Ok(enc) => Ok(Some(enc)),
+        Err(reason) => {
+            findings.push(Finding::line(
+                FindingKind::Encoding,
+                &name,
+                1,
+                format!("{reason}; the table is skipped"),
+            ));
+            Ok(None)
+        }
+    }
+}
+
+/// One document read from a table entry, without `_id` and `_creationTime`.
+pub struct Doc {
+    pub line: u64,
+    pub id: ConvexId,
+    pub id_text: Str,
+    pub creation_time: f64,
+    pub fields: Fields,
+}
+
+/// Calls `f` with every document of a table entry, in line order. Lines that are not JSON
+/// documents and documents without a valid `_id` of this table are findings. An entry that
+/// becomes unreadable part way is a finding, and the documents before stay read.
+pub fn for_each_document(
+    archive: &mut Archive,
+    entry: &str,
+    encoding: &Encoding,
+    table_number: u32,
+    findings: &mut Vec<Finding>,
+    mut f: impl FnMut(Doc, &mut Vec<Finding>),
+) -> Result<EntryStats, ExportError> {
+    let mut lines = archive.lines(entry)?;
+    let mut buf = Vec::with_capacity(64 << 10);
+    let mut stats = EntryStats::default();
+    loop {
+        let line = match lines.next_line(&mut buf) {
+            Ok(None) => break,
+            Ok(Some(l)) => l,
+            Err(e) => {
+                findings.push(Finding::line(
+                    FindingKind::Entry,
+                    entry,
+                    lines.line_no + 1,
+                    format!("unreadable from here on: {e}"),
+                ));
+                stats.truncated = true;
+                break;
+            }
+        };
+        stats.lines += 1;
+        let no = lines.line_no;
+        if let Line::TooLong(n) = line {
+            findings.push(Finding::line(
+                FindingKind::BadLine,
+                entry,
+                no,
+                format!(
+                    "a line of {n} bytes, longer than {} (no Convex document is that large); skipped",
+                    super::archive::LINE_BYTES_MAX
+                ),
+            ));
+            continue;
+        }
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let mut fields = match encoding.decode(&buf) {
+            Ok(Value::Object(fields)) => fields,
+            Ok(other) => {
+                findings.push(Finding::line(
+                    FindingKind::BadLine,
+                    entry,
+                    no,
+                    format!("a {} where a document was expected", other.type_name()),
+                ));
+                continue;
+            }
+            Err(e) => {
+                findings.push(Finding::line(
+                    FindingKind::BadLine,
+                    entry,
+                    no,
+                    format!("not JSON: {e}"),
+                ));
+                continue;
+            }
+        };
+        let id_value = fields.remove("_id");
+        let id_text = match id_value {
+            Some(Value::String(s)) => s,
+            other => {
+                findings.push(Finding::line(
+                    FindingKind::BadId,
+                    entry,
+                    no,
+                    format!(
+                        "_id: expected an id string, found {}",
+                        other.as_ref().map_or("nothing", Value::type_name)
+                    ),
+                ));
+                continue;
+            }
+        };
+        let bad_id = |reason: String| Finding {
+            kind: FindingKind::BadId,
+            entry: entry.to_string(),
+            line: Some(no),
+            id: Some(id_text.to_string()),
+            path: Some("_id".into()),
+            reason,
+        };
+        let id = match ConvexId::decode(&id_text) {
+            Ok(id) => id,
+            Err(e) => {
+                findings.push(bad_id(format!("not a Convex id: {e}")));
+                continue;
+            }
+        };
+        if id.table != table_number {
+            findings.push(bad_id(format!(
+                "an id of table number {}, in table number {table_number}",
+                id.table
+            )));
+            continue;
+        }
+        let creation_time = match fields.remove("_creationTime") {
+            Some(Value::Float64(x)) => x,
+            Some(Value::Int64(i)) => i as f64,
+            _ => 0.0,
+        };
+        stats.documents += 1;
+        f(
+            Doc {
+                line: no,
+                id,
+                id_text,
+                creation_time,
+                fields,
+            },
+            findings,
+        );
+    }
+    stats.bytes = lines.bytes;
+    Ok(stats)
+}
+
+/// What reading one entry saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryStats {
+    pub lines: u64,
+    pub documents: u64,
+    /// Inflated bytes read.
+    pub bytes: u64,
+    /// Whether the entry became unreadable before its end.
+    pub truncated: bool,
+}
+
+/// The internal ids of every document of a table, sorted (the reference check's index). Only
+/// `_id` is parsed.
+fn collect_ids(
+    archive: &mut Archive,
+    entry: &str,
+    table_number: u32,
+) -> Result<Vec<u128>, ExportError> {
+    #[derive(Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(borrow, rename = "_id")]
+        id: Option<std::borrow::Cow<'a, str>>,
+    }
+    let mut lines = archive.lines(entry)?;
+    let mut buf = Vec::with_capacity(64 << 10);
+    let mut ids = Vec::new();
+    while let Ok(Some(line)) = lines.next_line(&mut buf) {
+        if line != Line::Read {
+            continue;
+        }
+        if let Ok(IdOnly { id: Some(id) }) = serde_json::from_slice::<IdOnly>(&buf)
+            && let Ok(id) = ConvexId::decode(&id)
+            && id.table == table_number
+        {
+            ids.push(u128::from_le_bytes(id.internal));
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// The legacy field paths that hold references to other `objects` documents, per kind.
+fn reference_paths(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Events => &[],
+        Kind::Tickets => &["eventId", "transactionId", "productId", "checkoutSessionId"],
+        Kind::Transactions => &["eventId", "productId", "checkoutSessionId", "ticketId"],
+    }
+}
+
+/// Calls `f` with every reference of a legacy document: its legacy path and value.
+pub fn for_each_reference(kind: Kind, fields: &Fields, mut f: impl FnMut(String, &str)) {
+    let Some(Value::Object(cp)) = fields.get("customProperties") else {
+        return;
+    };
+    for name in reference_paths(kind) {
+        if let Some(Value::String(s)) = cp.get(*name) {
+            f(format!("customProperties.{name}"), s);
+        }
+    }
+    if kind == Kind::Transactions
+        && let Some(Value::Array(items)) = cp.get("lineItems")
+    {
+        for (i, item) in items.iter().enumerate() {
+            if let Value::Object(item) = item {
+                for name in ["eventId", "productId"] {
+                    if let Some(Value::String(s)) = item.get(name) {
+                        f(format!("customProperties.lineItems[{i}].{name}"), s);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Rewrites every string that is a Convex id of a known table with `to(table name, id)`
+/// (the simulator's `table:seq` form). Strings that are not ids stay as they are, so a
+/// malformed reference still fails the mapping at its path.
+pub fn rewrite_ids(v: &mut Value, ns: &Namespace, to: &mut impl FnMut(&str, &ConvexId) -> Str) {
+    match v {
+        Value::String(s) => {
+            if ConvexId::looks_like(s)
+                && let Ok(id) = ConvexId::decode(s)
+                && let Some(table) = ns.tables.get(&id.table)
+            {
+                *s = to(table, &id);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| rewrite_ids(i, ns, to)),
+        Value::Object(fields) => fields.values_mut().for_each(|i| rewrite_ids(i, ns, to)),
+        _ => {}
+    }
+}
+
+/// Per-kind figures of a scan.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindScan {
+    pub kind: String,
+    pub documents: u64,
+    /// Documents whose strict mapping succeeds.
+    pub clean: u64,
+    pub unmappable: u64,
+    /// References (of mappable or unmappable documents) to documents not in the export.
+    pub unresolved_references: u64,
+    pub batch_size: usize,
+    /// Backfill batches the batch size implies: documents / batch size, rounded up.
+    pub batches: u64,
+    /// The largest batch: its documents, the documents it writes (a typed row and an id-map
+    /// entry per document, and the progress row), and upper bounds of the bytes it reads and
+    /// writes (the `batch_size` largest legacy documents and typed rows together).
+    pub batch_documents_max: u64,
+    pub batch_writes_max: u64,
+    pub batch_read_bytes_max: u64,
+    pub batch_write_bytes_max: u64,
+    /// The Convex per-transaction limits the largest batch can exceed, by name.
+    pub batch_over_limits: Vec<String>,
+}
+
+/// A scanned table.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableScan {
+    pub entry: String,
+    pub encoding: String,
+    #[serde(flatten)]
+    pub stats: EntryStats,
+}
+
+/// What `cutover scan` found.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScanReport {
+    pub export: String,
+    pub plan: String,
+    pub tables: Vec<TableScan>,
+    /// Legacy documents read.
+    pub documents: u64,
+    /// Documents per `type / subtype / shape` (shape: v1, v2 or booking for transactions).
+    pub shapes: BTreeMap<String, u64>,
+    pub kinds: Vec<KindScan>,
+    pub findings: Vec<Finding>,
+    /// Findings past `FINDINGS_MAX`, counted but not listed.
+    pub findings_dropped: u64,
+    /// Findings per kind of finding (including dropped ones).
+    pub finding_counts: BTreeMap<String, u64>,
+}
+
+impl ScanReport {
+    /// Whether every document maps, every reference resolves and every entry was readable.
+    pub fn is_clean(&self) -> bool {
+        self.finding_counts.is_empty()
+    }
+}
+
+/// The shape label of a legacy document: `type / subtype / shape`.
+fn shape_label(fields: &Fields) -> String {
+    let ty = fields
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("(no type)");
+    let subtype = fields.get("subtype").and_then(Value::as_str).unwrap_or("-");
+    let shape = match (
+        ty,
+        fields.get("customProperties").and_then(Value::as_object),
+    ) {
+        ("transaction", Some(cp)) if cp.contains_key("lineItems") => "v2",
+        ("transaction", Some(cp)) if cp.contains_key("bookingId") => "booking",
+        ("transaction", _) => "v1",
+        ("ticket", _) if subtype == "support" => "support ticket",
+        _ => "-",
+    };
+    format!("{ty} / {subtype} / {shape}")
+}
+
+/// The sizes of the `cap` largest documents.
+struct Largest {
+    cap: usize,
+    heap: BinaryHeap<Reverse<u64>>,
+}
+
+impl Largest {
+    fn new(cap: usize) -> Largest {
+        Largest {
+            cap,
+            heap: BinaryHeap::with_capacity(cap + 1),
+        }
+    }
+    fn push(&mut self, size: u64) {
+        if self.heap.len() < self.cap {
+            self.heap.push(Reverse(size));
+        } else if self.heap.peek().is_some_and(|Reverse(min)| *min < size) {
+            self.heap.pop();
+            self.heap.push(Reverse(size));
+        }
+    }
+    fn sum(&self) -> u64 {
+        self.heap.iter().map(|Reverse(s)| s).sum()
+    }
+}
+
+/// Scans the export at `path` with `plan`'s mapping and batch sizes.
+pub fn scan(path: &Path, plan: &Plan) -> Result<ScanReport, ExportError> {
+    let mut findings = Vec::new();
+    let mut archive = Archive::open(path, &mut findings)?;
+    let mut report = ScanReport {
+        export: archive.path.clone(),
+        plan: plan.name.clone(),
+        ..ScanReport::default()
+    };
+    let limits = Limits::default();
+    let mut kinds: Vec<KindScan> = Kind::ALL
+        .iter()
+        .map(|k| KindScan {
+            kind: k.table().to_string(),
+            batch_size: plan.batch_size(*k),
+            ..KindScan::default()
+        })
+        .collect();
+    let mut read_sizes: Vec<Largest> = Kind::ALL
+        .iter()
+        .map(|k| Largest::new(plan.batch_size(*k)))
+        .collect();
+    let mut write_sizes: Vec<Largest> = Kind::ALL
+        .iter()
+        .map(|k| Largest::new(plan.batch_size(*k)))
+        .collect();
+    let mut dropped = 0u64;
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    // Keeps a finding (or only counts it, past the cap).
+    let mut keep = |f: Finding, findings: &mut Vec<Finding>, counts: &mut BTreeMap<String, u64>| {
+        *counts.entry(f.kind.name().to_string()).or_default() += 1;
+        if findings.len() < FINDINGS_MAX {
+            findings.push(f);
+        } else {
+            dropped += 1;
+        }
+    };
+    for f in std::mem::take(&mut findings) {
+        keep(f, &mut findings, &mut counts);
+    }
+    let namespaces = archive.namespaces.clone();
+    let mut scanned = 0;
+    for ns in &namespaces {
+        let Some(number) = ns.number_of(OBJECTS) else {
+            continue;
+        };
+        let entry = entry_name(ns, OBJECTS, "documents.jsonl");
+        if !archive.has(&entry) {
+            keep(
+                Finding::entry(
+                    FindingKind::Entry,
+                    entry,
+                    "listed in _tables but missing".into(),
+                ),
+                &mut findings,
+                &mut counts,
+            );
+            continue;
+        }
+        let mut local = Vec::new();
+        let encoding = table_encoding(&mut archive, ns, OBJECTS, &mut local)?;
+        for f in local.drain(..) {
+            keep(f, &mut findings, &mut counts);
+        }
+        let Some(encoding) = encoding else { continue };
+        scanned += 1;
+        let ids = collect_ids(&mut archive, &entry, number)?;
+        let stats = for_each_document(
+            &mut archive,
+            &entry,
+            &encoding,
+            number,
+            &mut local,
+            |mut doc, local| {
+                report.documents += 1;
+                *report.shapes.entry(shape_label(&doc.fields)).or_default() += 1;
+                let at = |kind: FindingKind, path: Option<String>, reason: String| Finding {
+                    kind,
+                    entry: entry.clone(),
+                    line: Some(doc.line),
+                    id: Some(doc.id_text.to_string()),
+                    path,
+                    reason,
+                };
+                let m = measure_fields(&doc.fields);
+                for (over, what) in [
+                    (
+                        m.size > limits.document_bytes_max,
+                        format!(
+                            "{} bytes, over Convex's {} per document",
+                            m.size, limits.document_bytes_max
+                        ),
+                    ),
+                    (
+                        m.depth > limits.depth_max,
+                        format!(
+                            "nested {} deep, over Convex's {}",
+                            m.depth, limits.depth_max
+                        ),
+                    ),
+                    (
+                        m.array_len_max > limits.array_len_max,
+                        format!(
+                            "an array of {} elements, over Convex's {}",
+                            m.array_len_max, limits.array_len_max
+                        ),
+                    ),
+                ] {
+                    if over {
+                        local.push(at(FindingKind::Limit, None, what));
+                    }
+                }
+                let Some(kind) = kind_of(&doc.fields) else {
+                    return;
+                };
+                let k = &mut kinds[kind.index()];
+                k.documents += 1;
+                read_sizes[kind.index()].push(m.size as u64);
+                for_each_reference(kind, &doc.fields, |path, s| {
+                    if let Ok(target) = ConvexId::decode(s)
+                        && target.table == number
+                        && ids
+                            .binary_search(&u128::from_le_bytes(target.internal))
+                            .is_err()
+                    {
+                        k.unresolved_references += 1;
+                        local.push(at(
+                            FindingKind::UnresolvedReference,
+                            Some(path),
+                            format!("{s} is not in {OBJECTS} (deleted, or never there)"),
+                        ));
+                    }
+                });
+                let mut v = Value::Object(std::mem::take(&mut doc.fields));
+                // Only the id's form matters to the mapping; the reference check is above.
+                rewrite_ids(&mut v, ns, &mut |table, _| {
+                    compact_str::format_compact!("{table}:1")
+                });
+                let Value::Object(fields) = v else {
+                    unreachable!("an object stays an object")
+                };
+                match derive(kind, &fields, true) {
+                    Ok(row) => {
+                        k.clean += 1;
+                        write_sizes[kind.index()].push(measure_fields(&row).size as u64);
+                    }
+                    Err(e) => {
+                        k.unmappable += 1;
+                        local.push(at(FindingKind::Unmappable, Some(e.path), e.reason));
+                    }
+                }
+            },
+        )?;
+        for f in local.drain(..) {
+            keep(f, &mut findings, &mut counts);
+        }
+        report.tables.push(TableScan {
+            entry,
+            encoding: match encoding {
+                Encoding::Uniform => "uniform".into(),
+                Encoding::Legacy(_) => "legacy".into(),
+            },
+            stats,
+        });
+    }
+    if scanned == 0 {
+        let why: Vec<String> = findings.iter().map(ToString::to_string).collect();
+        return Err(ExportError::Unusable {
+            path: archive.path.clone(),
+            reason: if why.is_empty() {
+                format!("no readable {OBJECTS} table")
+            } else {
+                format!("no readable {OBJECTS} table: {}", why.join("; "))
+            },
+        });
+    }
+    for (i, k) in kinds.iter_mut().enumerate() {
+        let batch = k.batch_size as u64;
+        k.batches = k.documents.div_ceil(batch);
+        k.batch_documents_max = k.documents.min(batch);
+        k.batch_writes_max = if k.documents == 0 {
+            0
+        } else {
+            2 * k.batch_documents_max + 1
+        };
+        k.batch_read_bytes_max = read_sizes[i].sum();
+        k.batch_write_bytes_max = write_sizes[i].sum();
+        for (over, name) in [
+            (
+                k.batch_documents_max > limits.documents_scanned_max as u64,
+                "documents_scanned",
+            ),
+            (
+                k.batch_read_bytes_max > limits.bytes_read_max as u64,
+                "bytes_read",
+            ),
+            (
+                k.batch_writes_max > limits.documents_written_max as u64,
+                "documents_written",
+            ),
+            (
+                k.batch_write_bytes_max > limits.bytes_written_max as u64,
+                "bytes_written",
+            ),
+        ] {
+            if over {
+                k.batch_over_limits.push(name.to_string());
+            }
+        }
+    }
+    report.kinds = kinds;
+    report.findings = findings;
+    report.findings_dropped = dropped;
+    report.finding_counts = counts;
+    Ok(report)
+}
