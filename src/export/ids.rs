@@ -7,6 +7,17 @@ use std::fmt;
 
 /// The base32 alphabet of Convex ids: digits and lowercase letters without `i`, `l`, `o`, `u`.
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+/// Byte -> its value in `ALPHABET`, or `INVALID` (a table: the scan decodes millions of ids).
+const DECODE: [u8; 256] = {
+    let mut t = [INVALID; 256];
+    let mut i = 0;
+    while i < 32 {
+        t[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+const INVALID: u8 = 0xff;
 /// Bytes of the internal id.
 pub const INTERNAL_ID_LEN: usize = 16;
 /// Bytes of the footer (the checksum).
@@ -91,11 +102,11 @@ impl ConvexId {
         let mut buf = [0u8; BINARY_LEN_MAX + 1];
         let mut len = 0;
         let (mut acc, mut bits) = (0u32, 0u32);
-        for c in s.chars() {
-            let v = u8::try_from(c)
-                .ok()
-                .and_then(|b| ALPHABET.iter().position(|a| *a == b))
-                .ok_or(IdError::Character(c))?;
+        for (i, b) in s.bytes().enumerate() {
+            let v = DECODE[usize::from(b)];
+            if v == INVALID {
+                return Err(IdError::Character(s[i..].chars().next().unwrap_or('?')));
+            }
             acc = (acc << 5) | v as u32;
             bits += 5;
             if bits >= 8 {
@@ -142,18 +153,18 @@ impl ConvexId {
         if found != expected {
             return Err(IdError::Checksum { found, expected });
         }
-        let id = ConvexId { table, internal };
-        // A VInt with redundant continuation bytes decodes but is not Convex's encoding.
-        if id.encode() != s {
+        // A VInt with a redundant last byte (a zero after a continuation) decodes, but is
+        // not Convex's encoding of the number.
+        if pos > 1 && bytes[pos - 1] == 0 {
             return Err(IdError::Trailing);
         }
-        Ok(id)
+        Ok(ConvexId { table, internal })
     }
 
     /// Whether `s` could be an id at all (length and alphabet), a cheap test before `decode`.
     pub fn looks_like(s: &str) -> bool {
         (ENCODED_LEN_MIN..=ENCODED_LEN_MAX).contains(&s.len())
-            && s.bytes().all(|b| ALPHABET.contains(&b))
+            && s.bytes().all(|b| DECODE[usize::from(b)] != INVALID)
     }
 }
 
@@ -195,6 +206,7 @@ mod tests {
             let s = id.encode();
             assert!(ConvexId::looks_like(&s), "{s}");
             assert_eq!(ConvexId::decode(&s), Ok(id), "{s}");
+            assert_eq!(ConvexId::decode(&s).map(|d| d.encode()), Ok(s.clone()));
         }
         // A user table (two VInt bytes) gives the 32-character ids seen in exports.
         let user = ConvexId {

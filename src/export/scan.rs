@@ -232,7 +232,20 @@ fn collect_ids(
         if line != Line::Read {
             continue;
         }
-        if let Ok(IdOnly { id: Some(id) }) = serde_json::from_slice::<IdOnly>(&buf)
+        // Fast path: a line that opens with `_id` (as exports write it) names its id in its
+        // first bytes, at the top level; other lines are parsed, skipping the other fields.
+        let first = buf
+            .strip_prefix(b"{\"_id\":\"")
+            .and_then(|rest| rest.get(..memchr::memchr(b'"', rest)?))
+            .and_then(|id| std::str::from_utf8(id).ok())
+            .map(std::borrow::Cow::Borrowed);
+        let id = match first {
+            Some(id) => Some(id),
+            None => serde_json::from_slice::<IdOnly>(&buf)
+                .ok()
+                .and_then(|i| i.id),
+        };
+        if let Some(id) = id
             && let Ok(id) = ConvexId::decode(&id)
             && id.table == table_number
         {
@@ -253,14 +266,28 @@ fn reference_paths(kind: Kind) -> &'static [&'static str] {
     }
 }
 
-/// Calls `f` with every reference of a legacy document: its legacy path and value.
-pub fn for_each_reference(kind: Kind, fields: &Fields, mut f: impl FnMut(String, &str)) {
+/// The legacy path of a reference: a `customProperties` field, or a field of a line item.
+pub fn reference_path(item: Option<usize>, name: &str) -> String {
+    match item {
+        None => format!("customProperties.{name}"),
+        Some(i) => format!("customProperties.lineItems[{i}].{name}"),
+    }
+}
+
+/// Calls `f` with every reference of a legacy document: its line item (for a reference
+/// inside `lineItems`), its field name and its value. (The path is built only for the few
+/// that need it, by `reference_path`.)
+pub fn for_each_reference(
+    kind: Kind,
+    fields: &Fields,
+    mut f: impl FnMut(Option<usize>, &'static str, &str),
+) {
     let Some(Value::Object(cp)) = fields.get("customProperties") else {
         return;
     };
     for name in reference_paths(kind) {
         if let Some(Value::String(s)) = cp.get(*name) {
-            f(format!("customProperties.{name}"), s);
+            f(None, name, s);
         }
     }
     if kind == Kind::Transactions
@@ -270,7 +297,7 @@ pub fn for_each_reference(kind: Kind, fields: &Fields, mut f: impl FnMut(String,
             if let Value::Object(item) = item {
                 for name in ["eventId", "productId"] {
                     if let Some(Value::String(s)) = item.get(name) {
-                        f(format!("customProperties.lineItems[{i}].{name}"), s);
+                        f(Some(i), name, s);
                     }
                 }
             }
@@ -355,8 +382,9 @@ impl ScanReport {
     }
 }
 
-/// The shape label of a legacy document: `type / subtype / shape`.
-fn shape_label(fields: &Fields) -> String {
+/// The shape of a legacy document: type, subtype and shape (v1, v2 or booking for a
+/// transaction).
+fn shape_of(fields: &Fields) -> (&str, &str, &'static str) {
     let ty = fields
         .get("type")
         .and_then(Value::as_str)
@@ -372,7 +400,33 @@ fn shape_label(fields: &Fields) -> String {
         ("ticket", _) if subtype == "support" => "support ticket",
         _ => "-",
     };
-    format!("{ty} / {subtype} / {shape}")
+    (ty, subtype, shape)
+}
+
+/// Documents per shape. Exports have a few dozen shapes at most, so a short list searched
+/// in order costs less per document than a map keyed by a freshly built label.
+#[derive(Default)]
+struct ShapeCounts(Vec<(Str, Str, &'static str, u64)>);
+
+impl ShapeCounts {
+    fn add(&mut self, (ty, subtype, shape): (&str, &str, &'static str)) {
+        match self
+            .0
+            .iter_mut()
+            .find(|(t, s, h, _)| t == ty && s == subtype && *h == shape)
+        {
+            Some(entry) => entry.3 += 1,
+            None => self.0.push((ty.into(), subtype.into(), shape, 1)),
+        }
+    }
+
+    fn labels(self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (t, s, h, n) in self.0 {
+            *out.entry(format!("{t} / {s} / {h}")).or_default() += n;
+        }
+        out
+    }
 }
 
 /// The sizes of the `cap` largest documents.
@@ -428,6 +482,7 @@ pub fn scan(path: &Path, plan: &Plan) -> Result<ScanReport, ExportError> {
         .map(|k| Largest::new(plan.batch_size(*k)))
         .collect();
     let mut dropped = 0u64;
+    let mut shapes = ShapeCounts::default();
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     // Keeps a finding (or only counts it, past the cap).
     let mut keep = |f: Finding, findings: &mut Vec<Finding>, counts: &mut BTreeMap<String, u64>| {
@@ -476,7 +531,7 @@ pub fn scan(path: &Path, plan: &Plan) -> Result<ScanReport, ExportError> {
             &mut local,
             |mut doc, local| {
                 report.documents += 1;
-                *report.shapes.entry(shape_label(&doc.fields)).or_default() += 1;
+                shapes.add(shape_of(&doc.fields));
                 let at = |kind: FindingKind, path: Option<String>, reason: String| Finding {
                     kind,
                     entry: entry.clone(),
@@ -519,7 +574,7 @@ pub fn scan(path: &Path, plan: &Plan) -> Result<ScanReport, ExportError> {
                 let k = &mut kinds[kind.index()];
                 k.documents += 1;
                 read_sizes[kind.index()].push(m.size as u64);
-                for_each_reference(kind, &doc.fields, |path, s| {
+                for_each_reference(kind, &doc.fields, |item, name, s| {
                     if let Ok(target) = ConvexId::decode(s)
                         && target.table == number
                         && ids
@@ -529,7 +584,7 @@ pub fn scan(path: &Path, plan: &Plan) -> Result<ScanReport, ExportError> {
                         k.unresolved_references += 1;
                         local.push(at(
                             FindingKind::UnresolvedReference,
-                            Some(path),
+                            Some(reference_path(item, name)),
                             format!("{s} is not in {OBJECTS} (deleted, or never there)"),
                         ));
                     }
@@ -612,6 +667,7 @@ pub fn scan(path: &Path, plan: &Plan) -> Result<ScanReport, ExportError> {
         }
     }
     report.kinds = kinds;
+    report.shapes = shapes.labels();
     report.findings = findings;
     report.findings_dropped = dropped;
     report.finding_counts = counts;
