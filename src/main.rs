@@ -74,10 +74,12 @@ enum Command {
         sample: Option<u64>,
     },
     /// Dry-runs the plan's mapping on every legacy document of a Convex snapshot export and
-    /// reports what would not migrate: counts per type, subtype and shape, every document
-    /// that does not map (with its _id, field path and reason), references that do not
-    /// resolve, and the backfill batches against Convex's limits. Exit code 0: nothing
-    /// found; 1: findings; 2: the export is unusable.
+    /// reports what would not migrate.
+    ///
+    /// Counts per type, subtype and shape, every document that does not map (with its _id,
+    /// field path and reason), references that do not resolve, and the backfill batches
+    /// against Convex's limits. Exit code 0: nothing found; 1: findings; 2: the export is
+    /// unusable.
     #[command(
         after_help = "Example:\n  cutover gen-export --documents 2000 --dirty 5 --out export.zip\n  cutover scan export.zip --plan plans/seed.toml --out scan/"
     )]

@@ -1,6 +1,6 @@
 //! `cutover scan`: streams the `objects` table of an export (of the app and of each
 //! component) through the plan's mapping, one document at a time, and counts and lists what
-//! would not migrate. Memory holds one line, one document, the `objects` ids (16 bytes each,
+//! would not migrate. Memory holds one line, one document, the `objects` ids (8 bytes each,
 //! for the reference check), the findings (at most `FINDINGS_MAX`) and, per kind, the sizes of
 //! the `batch_size` largest documents.
 
@@ -213,13 +213,24 @@ pub struct EntryStats {
     pub truncated: bool,
 }
 
-/// The internal ids of every document of a table, sorted (the reference check's index). Only
+/// The reference index's key of an id: its 16-byte internal id folded to 8 bytes, which
+/// halves the index (two ids of one export share a key with a probability of about
+/// n² / 2⁶⁵, under 10⁻⁶ for ten million documents; a shared key can only hide one
+/// unresolved reference, never invent one).
+fn id_key(id: &ConvexId) -> u64 {
+    let (a, b) = id.internal.split_at(8);
+    let a = u64::from_le_bytes(a.try_into().expect("8 bytes"));
+    let b = u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29)
+}
+
+/// The keys (`id_key`) of every document of a table, sorted (the reference check's index). Only
 /// `_id` is parsed.
 fn collect_ids(
     archive: &mut Archive,
     entry: &str,
     table_number: u32,
-) -> Result<Vec<u128>, ExportError> {
+) -> Result<Vec<u64>, ExportError> {
     #[derive(Deserialize)]
     struct IdOnly<'a> {
         #[serde(borrow, rename = "_id")]
@@ -249,7 +260,7 @@ fn collect_ids(
             && let Ok(id) = ConvexId::decode(&id)
             && id.table == table_number
         {
-            ids.push(u128::from_le_bytes(id.internal));
+            ids.push(id_key(&id));
         }
     }
     ids.sort_unstable();
@@ -577,9 +588,7 @@ pub fn scan(path: &Path, plan: &Plan) -> Result<ScanReport, ExportError> {
                 for_each_reference(kind, &doc.fields, |item, name, s| {
                     if let Ok(target) = ConvexId::decode(s)
                         && target.table == number
-                        && ids
-                            .binary_search(&u128::from_le_bytes(target.internal))
-                            .is_err()
+                        && ids.binary_search(&id_key(&target)).is_err()
                     {
                         k.unresolved_references += 1;
                         local.push(at(
