@@ -273,26 +273,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let (plan, _) = load_plan(&plan)?;
-            let report = cutover::export::scan::scan(&export, &plan)?;
-            std::fs::create_dir_all(&out)
-                .with_context(|| format!("cannot create {}", out.display()))?;
-            let (md, js) = (out.join("scan.md"), out.join("scan.json"));
-            write_atomically(&md, cutover::export::report::markdown(&report))?;
-            write_atomically(&js, format!("{}\n", serde_json::to_string_pretty(&report)?))?;
-            let text = if json {
-                format!("{}\n", serde_json::to_string(&report)?)
-            } else {
-                cutover::export::report::summary(
-                    &report,
-                    &[md.display().to_string(), js.display().to_string()],
-                )
-            };
-            write_stdout(&text)?;
-            Ok(if report.is_clean() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            scan_command(&export, &plan, &out, json)
         }
         Command::GenExport {
             documents,
@@ -342,6 +323,56 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `cutover scan`: the findings go to a spill file as they are found (memory does not grow
+/// with them), then into `scan.md` and `scan.json`.
+fn scan_command(
+    export: &std::path::Path,
+    plan: &Plan,
+    out: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use cutover::export::report;
+    use std::io::Write;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut spill = cutover::output::Spill::new(out, "scan-findings")?;
+    let mut first = Vec::new();
+    let r = cutover::export::scan::scan_with(export, plan, &mut |f| {
+        if first.len() < 5 {
+            first.push(f.clone());
+        }
+        spill.push(&f);
+    })?;
+    spill.finish()?;
+    let (md, js) = (out.join("scan.md"), out.join("scan.json"));
+    cutover::output::write_atomically_with(&md, |file| {
+        let mut w = std::io::BufWriter::new(file);
+        report::write_markdown(&r, &mut spill.read()?, &mut w)?;
+        Ok(w.flush()?)
+    })?;
+    cutover::output::write_atomically_with(&js, |file| {
+        let mut w = std::io::BufWriter::new(file);
+        report::write_json(&r, &mut spill.read()?, &mut w, true)?;
+        Ok(w.flush()?)
+    })?;
+    if json {
+        let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+        match report::write_json(&r, &mut spill.read()?, &mut w, false).and_then(|()| w.flush()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(e).context("cannot write to stdout");
+            }
+            _ => {}
+        }
+    } else {
+        let written = [md.display().to_string(), js.display().to_string()];
+        write_stdout(&report::summary(&r, &first, &written))?;
+    }
+    Ok(if r.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// `cutover replay`.

@@ -370,6 +370,20 @@ fn scan_bin(name: &str, zip: &[u8]) -> (i32, Option<serde_json::Value>, String) 
     let json = std::fs::read(out.join("scan.json"))
         .ok()
         .map(|b| serde_json::from_slice(&b).expect("scan.json is JSON"));
+    if out.exists() {
+        // The spilled findings are gone; only the reports are left.
+        let mut left: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let want: &[&str] = if json.is_some() {
+            &["scan.json", "scan.md"]
+        } else {
+            &[]
+        };
+        assert_eq!(left, want);
+    }
     (code, json, format!("{stdout}{stderr}"))
 }
 
@@ -569,4 +583,29 @@ fn scan_writes_its_reports_and_exits_0_on_a_clean_export() {
     .unwrap();
     assert!(md.contains("## Findings\n\nNone."), "{md}");
     assert!(md.contains("| transactions |"), "{md}");
+}
+
+#[test]
+fn scan_json_on_stdout_is_one_line_with_every_finding() {
+    let (zip, g) = generate(500, 10, false);
+    let dir = scratch("stdout");
+    let path = write(&dir, "s.zip", &zip);
+    let (code, out, err) = run(&[
+        "scan",
+        path.to_str().unwrap(),
+        "--out",
+        dir.join("out").to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(out.lines().count(), 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["findings"].as_array().unwrap().len(), g.dirty.len());
+    let md = std::fs::read_to_string(dir.join("out/scan.md")).unwrap();
+    assert_eq!(
+        md.lines()
+            .filter(|l| l.starts_with("| unmappable |"))
+            .count(),
+        g.dirty.len()
+    );
 }

@@ -73,7 +73,7 @@ pub fn load(path: &Path, sample: Option<usize>, seed: u64) -> Result<Loaded, Exp
         &entry_name(&ns, OBJECTS, "documents.jsonl"),
         &encoding,
         number,
-        &mut findings,
+        &mut |f| findings.push(f),
         |doc, _| docs.push((doc.creation_time, doc.id, doc.fields)),
     )?;
     let documents_total = docs.len();
@@ -97,14 +97,21 @@ pub fn load(path: &Path, sample: Option<usize>, seed: u64) -> Result<Loaded, Exp
         if archive.has(&entry)
             && let Some(enc) = table_encoding(&mut archive, &ns, "organizations", &mut findings)?
         {
-            for_each_document(&mut archive, &entry, &enc, orgs, &mut findings, |doc, _| {
-                let name = doc
-                    .fields
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("?");
-                org_names.insert(doc.id, name.to_string());
-            })?;
+            for_each_document(
+                &mut archive,
+                &entry,
+                &enc,
+                orgs,
+                &mut |f| findings.push(f),
+                |doc, _| {
+                    let name = doc
+                        .fields
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?");
+                    org_names.insert(doc.id, name.to_string());
+                },
+            )?;
         }
     }
     let mut orgs: BTreeMap<ConvexId, usize> = BTreeMap::new();
@@ -154,7 +161,7 @@ pub fn load(path: &Path, sample: Option<usize>, seed: u64) -> Result<Loaded, Exp
                 &entry,
                 &enc,
                 number,
-                &mut findings,
+                &mut |f| findings.push(f),
                 |doc, _| {
                     let ty = doc.fields.get("linkType").and_then(Value::as_str);
                     if let (Some(from), Some(to), Some(link_type)) = (
