@@ -91,8 +91,8 @@ fn rewrite_refs(v: &mut Value, objects: &[String], orgs: &[String]) {
     match v {
         Value::String(s) => {
             let new = match parse_id(s) {
-                Some(("objects", n)) => objects.get(n as usize - 1),
-                Some(("organizations", n)) => orgs.get(n as usize - 1),
+                Some(("objects", n)) => (n as usize).checked_sub(1).and_then(|i| objects.get(i)),
+                Some(("organizations", n)) => (n as usize).checked_sub(1).and_then(|i| orgs.get(i)),
                 _ => None,
             };
             if let Some(new) = new {
