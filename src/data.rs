@@ -79,6 +79,19 @@ pub struct Dataset {
     pub links: Vec<SeedLink>,
 }
 
+/// A dataset every case starts from instead of a generated one (real documents from an
+/// export, `check --from-export`). Options compare equal when they share the same dataset.
+#[derive(Clone, Debug)]
+pub struct Fixed(pub std::sync::Arc<Dataset>);
+
+impl PartialEq for Fixed {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Fixed {}
+
 /// A reference to another generated object, replaced by its id when the dataset is loaded.
 pub fn object_ref(index: usize) -> Value {
     Value::String(compact_str::format_compact!("objects:{}", index + 1))

@@ -189,8 +189,16 @@ pub fn explore_jobs(
 ) -> Exploration {
     let plan = Arc::new(scenario.plan_for(plan));
     let options = &scenario.options;
-    let dataset = data::generate(scenario.data_seed, &options.data);
-    let root = Sim::from_dataset(plan.clone(), options, &dataset);
+    // A fixed dataset (`check --from-export`) stands in for the generated one.
+    let generated;
+    let dataset = match &options.dataset {
+        Some(fixed) => &*fixed.0,
+        None => {
+            generated = data::generate(scenario.data_seed, &options.data);
+            &generated
+        }
+    };
+    let root = Sim::from_dataset(plan.clone(), options, dataset);
     let jobs = jobs.max(1);
     // One document-hash memo per worker, kept across chunks and depths.
     let mut caches: Vec<DocHashes> = (0..jobs).map(|_| DocHashes::default()).collect();
@@ -244,7 +252,7 @@ pub fn explore_jobs(
     if let Some(steps) = found {
         result.states = visited.len();
         // Replay with the trace on, for the report and the anomaly's explanation.
-        let mut sim = Sim::from_dataset(plan.clone(), options, &dataset);
+        let mut sim = Sim::from_dataset(plan.clone(), options, dataset);
         sim.set_verbose(true);
         let failure = sim
             .run(&steps)

@@ -6,6 +6,7 @@ pub mod data;
 pub mod domain;
 pub mod exhaustive;
 pub mod explore;
+pub mod export;
 pub mod extension;
 pub mod output;
 pub mod plan;

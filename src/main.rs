@@ -50,6 +50,59 @@ enum Command {
         /// Prints one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Every case starts from the legacy documents of this Convex snapshot export
+        /// (`npx convex export`) instead of generated ones.
+        #[arg(long, value_name = "EXPORT.zip", conflicts_with_all = ["documents", "dirty"])]
+        from_export: Option<std::path::PathBuf>,
+        /// With --from-export: a deterministic sample of N documents (chosen by --seed).
+        #[arg(long, value_name = "N", requires = "from_export", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        sample: Option<u64>,
+    },
+    /// Dry-runs the plan's mapping on every legacy document of a Convex snapshot export and
+    /// reports what would not migrate.
+    ///
+    /// Counts per type, subtype and shape, every document that does not map (with its _id,
+    /// field path and reason), references that do not resolve, and the backfill batches
+    /// against Convex's limits. Exit code 0: nothing found; 1: findings; 2: the export is
+    /// unusable.
+    #[command(
+        after_help = "Example:\n  cutover gen-export --documents 2000 --dirty 5 --out export.zip\n  cutover scan export.zip --plan plans/seed.toml --out scan/"
+    )]
+    Scan {
+        /// The snapshot export (ZIP).
+        export: std::path::PathBuf,
+        /// The plan file (TOML). Default: the built-in seed plan (plans/seed.toml).
+        #[arg(long, value_name = "FILE")]
+        plan: Option<std::path::PathBuf>,
+        /// Writes DIR/scan.md and DIR/scan.json there (created if missing).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: std::path::PathBuf,
+        /// Prints the report as one JSON object instead of the summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Writes a Convex snapshot export of generated data (`objects`, `objectLinks`,
+    /// `organizations`), with a known share of dirty documents; the same arguments write the
+    /// same bytes.
+    #[command(
+        after_help = "Example:\n  cutover gen-export --documents 100000 --dirty 5 --out export.zip --encoding legacy"
+    )]
+    GenExport {
+        /// Legacy `objects` documents (at least; a purchase is generated whole).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+        documents: u64,
+        /// Percentage of event, transaction and ticket documents generated dirty.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=100))]
+        dirty: u8,
+        /// The ZIP file to write.
+        #[arg(long, value_name = "FILE.zip")]
+        out: std::path::PathBuf,
+        /// The value encoding: the current `uniform` one or the older `legacy` one.
+        #[arg(long, default_value = "uniform", value_parser = ["uniform", "legacy"])]
+        encoding: String,
+        /// The seed of the generated data and ids.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Runs every case seed of a range (or one shard of it) on worker threads. The verdict,
     /// counterexample (the lowest failing seed's, shrunk) and summary do not depend on
@@ -210,13 +263,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             case,
             save,
             json,
+            from_export,
+            sample,
         } => {
             let (plan, plan_arg) = load_plan(&plan)?;
-            let options = CheckOptions {
+            let mut options = CheckOptions {
                 cases: cases as usize,
                 seed,
                 ..case.options()
             };
+            let mut data_args = replay_args(&options);
+            if let Some(path) = &from_export {
+                let loaded = cutover::export::load::load(path, sample.map(|n| n as usize), seed)?;
+                options.sim.dataset =
+                    Some(cutover::data::Fixed(std::sync::Arc::new(loaded.dataset)));
+                data_args.push_str(&format!(" --from-export {}", path.display()));
+            }
+            if let Some(n) = sample {
+                data_args.push_str(&format!(" --sample {n}"));
+            }
             let report = check(&plan, &options);
             if let (Some(path), Some(c)) = (&save, &report.counterexample) {
                 let saved = cutover::replay::Saved::new(&plan, &options.sim, c);
@@ -225,13 +290,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let text = if json {
                 format!("{}\n", serde_json::to_string(&json_report(&report))?)
             } else {
-                render_report(
-                    &plan,
-                    &report,
-                    &plan_arg,
-                    &replay_args(&options),
-                    case.steps,
-                )?
+                render_report(&plan, &report, &plan_arg, &data_args, case.steps)?
             };
             write_stdout(&text)?;
             Ok(verdict_code(&report))
@@ -296,7 +355,113 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             step,
             emit_test,
         } => replay_command(&file, step, emit_test),
+        Command::Scan {
+            export,
+            plan,
+            out,
+            json,
+        } => {
+            let (plan, _) = load_plan(&plan)?;
+            scan_command(&export, &plan, &out, json)
+        }
+        Command::GenExport {
+            documents,
+            dirty,
+            out,
+            encoding,
+            seed,
+        } => {
+            let options = cutover::export::generate::ExportOptions {
+                documents: documents as usize,
+                dirty_percent: dirty,
+                seed,
+                legacy: encoding == "legacy",
+            };
+            let mut generated = None;
+            cutover::output::write_atomically_with(&out, |file| {
+                let w = std::io::BufWriter::with_capacity(1 << 20, file);
+                let (w, g) = cutover::export::generate::write_export(w, &options)?;
+                w.into_inner().map_err(|e| e.into_error())?;
+                generated = Some(g);
+                Ok(())
+            })?;
+            let g = generated.context("the export was not written")?;
+            let mut per_dirt = std::collections::BTreeMap::new();
+            for d in &g.dirty {
+                *per_dirt
+                    .entry(format!("{} {:?}", d.kind, d.dirt))
+                    .or_insert(0usize) += 1;
+            }
+            let per_dirt: Vec<String> = per_dirt.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            write_stdout(&format!(
+                "wrote {} ({encoding} encoding): {} objects documents (events {}, transactions {}, tickets {}), {} links, {} organizations; {} dirty: {}\n",
+                out.display(),
+                g.documents,
+                g.migrating[0],
+                g.migrating[1],
+                g.migrating[2],
+                g.links,
+                g.organizations,
+                g.dirty.len(),
+                if per_dirt.is_empty() {
+                    "none".to_string()
+                } else {
+                    per_dirt.join(", ")
+                }
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// `cutover scan`: the findings go to a spill file as they are found (memory does not grow
+/// with them), then into `scan.md` and `scan.json`.
+fn scan_command(
+    export: &std::path::Path,
+    plan: &Plan,
+    out: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use cutover::export::report;
+    use std::io::Write;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut spill = cutover::output::Spill::new(out, "scan-findings")?;
+    let mut first = Vec::new();
+    let r = cutover::export::scan::scan_with(export, plan, &mut |f| {
+        if first.len() < 5 {
+            first.push(f.clone());
+        }
+        spill.push(&f);
+    })?;
+    spill.finish()?;
+    let (md, js) = (out.join("scan.md"), out.join("scan.json"));
+    cutover::output::write_atomically_with(&md, |file| {
+        let mut w = std::io::BufWriter::new(file);
+        report::write_markdown(&r, &mut spill.read()?, &mut w)?;
+        Ok(w.flush()?)
+    })?;
+    cutover::output::write_atomically_with(&js, |file| {
+        let mut w = std::io::BufWriter::new(file);
+        report::write_json(&r, &mut spill.read()?, &mut w, true)?;
+        Ok(w.flush()?)
+    })?;
+    if json {
+        let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+        match report::write_json(&r, &mut spill.read()?, &mut w, false).and_then(|()| w.flush()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(e).context("cannot write to stdout");
+            }
+            _ => {}
+        }
+    } else {
+        let written = [md.display().to_string(), js.display().to_string()];
+        write_stdout(&report::summary(&r, &first, &written))?;
+    }
+    Ok(if r.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// `cutover replay`.
@@ -310,6 +475,10 @@ fn replay_command(
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let saved: cutover::replay::Saved = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a saved counterexample", file.display()))?;
+    if let Some(d) = &saved.dataset {
+        d.check()
+            .with_context(|| format!("{}: not a saved counterexample", file.display()))?;
+    }
     if emit_test {
         write_stdout(&saved.emit_test()?)?;
         return Ok(ExitCode::SUCCESS);
@@ -397,6 +566,7 @@ fn explore_command(
             configuration: cutover::explore::Swarm::default(),
             steps: c.steps.clone(),
             failure: c.failure.clone(),
+            dataset: None,
         };
         write_atomically(path, serde_json::to_string_pretty(&saved)?)?;
     }

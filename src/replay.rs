@@ -3,6 +3,7 @@
 
 use crate::data::GenOptions;
 use crate::explore::{Counterexample, Swarm};
+use crate::export::load::SavedDataset;
 use crate::plan::Plan;
 use crate::sim::{Failure, Sim, SimOptions, Step, TraceLine};
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,10 @@ pub struct Saved {
     pub steps: Vec<Step>,
     /// The failure it showed when it was saved.
     pub failure: Failure,
+    /// For a case of `check --from-export`: the documents it started from, so that it
+    /// replays without the export. Absent for generated data (and in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<SavedDataset>,
 }
 
 /// Why a saved counterexample could not be turned into a test.
@@ -37,6 +42,11 @@ pub enum EmitError {
     /// The steps or options do not serialize as JSON.
     #[error("the steps do not serialize: {0}")]
     Steps(#[from] serde_json::Error),
+    /// The case started from an export's documents, which a test cannot generate.
+    #[error(
+        "a counterexample found on an export's documents cannot be emitted as a test; replay it with `cutover replay`"
+    )]
+    FromExport,
 }
 
 /// What a replay did.
@@ -60,6 +70,10 @@ impl Saved {
             configuration: c.swarm.clone(),
             steps: c.steps.clone(),
             failure: c.failure.clone(),
+            dataset: options
+                .dataset
+                .as_ref()
+                .map(|d| SavedDataset::from_dataset(&d.0)),
         }
     }
 
@@ -68,6 +82,10 @@ impl Saved {
         SimOptions {
             data: self.data.clone(),
             skew_max_ms: self.skew_max_ms,
+            dataset: self
+                .dataset
+                .as_ref()
+                .map(|d| crate::data::Fixed(Arc::new(d.to_dataset()))),
             ..SimOptions::default()
         }
     }
@@ -94,6 +112,9 @@ impl Saved {
     /// A Rust test that rebuilds the sequence with the library's API and asserts the failure,
     /// for a team to paste into its regression tests.
     pub fn emit_test(&self) -> Result<String, EmitError> {
+        if self.dataset.is_some() {
+            return Err(EmitError::FromExport);
+        }
         let plan = toml::to_string(&self.plan)?;
         let steps = serde_json::to_string_pretty(&self.steps)?;
         let data = serde_json::to_string(&self.data)?;

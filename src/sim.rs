@@ -339,6 +339,9 @@ pub struct SimOptions {
     /// The team's own write paths and reads (`extension`), run beside the built-in ones.
     #[serde(skip)]
     pub extensions: Extensions,
+    /// Every case starts from this dataset instead of one generated from its seed.
+    #[serde(skip)]
+    pub dataset: Option<data::Fixed>,
 }
 
 impl Default for SimOptions {
@@ -348,6 +351,7 @@ impl Default for SimOptions {
             skew_max_ms: 30,
             bugs: PlantedBugs::default(),
             extensions: Extensions::default(),
+            dataset: None,
         }
     }
 }
@@ -716,8 +720,12 @@ const MIGRATED: usize = 0;
 const ORACLE: usize = 1;
 
 impl Sim {
-    /// A simulation of `plan` over a dataset generated from `seed`.
+    /// A simulation of `plan` over a dataset generated from `seed` (or over the options'
+    /// fixed dataset, which ignores the seed).
     pub fn new(plan: Arc<Plan>, options: &SimOptions, seed: u64) -> Sim {
+        if let Some(fixed) = &options.dataset {
+            return Sim::from_dataset(plan, options, &fixed.0);
+        }
         let data = data::generate(seed, &options.data);
         Sim::from_dataset(plan, options, &data)
     }
