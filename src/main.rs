@@ -243,6 +243,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             timings,
         } => {
             let (plan_value, _) = load_plan(&plan)?;
+            // Fail before the checks, not after them, when DIR cannot be made.
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
             let options = cutover::review::ReviewOptions {
                 check: CheckOptions {
                     cases: cases as usize,

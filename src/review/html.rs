@@ -38,7 +38,9 @@ tr:last-child td { border-bottom: 0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.missed td { background: #fff7ed; }
 .change { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaVu Sans Mono", monospace; font-size: 12px; color: var(--muted); word-break: break-word; }
-.kinds { display: flex; flex-wrap: wrap; gap: 16px; }
+.kinds { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: 16px; }
+.kind svg { display: block; margin: 4px auto 0; }
+.kind .meta { min-height: 3em; margin-top: 0; }
 .card { background: #fff; border: 1px solid var(--line); border-radius: 10px; padding: 12px 14px; }
 .card h3 { margin-top: 0; }
 .scroll { overflow-x: auto; }
@@ -346,6 +348,12 @@ fn what_if(out: &mut String, r: &Review) -> std::fmt::Result {
         out,
         "<p>Each row is an entry of the catalogue of unsafe plans (<code>plans/unsafe/</code>): the seed plan with one deviation. The same deviation is applied to the reviewed plan and the variant is checked with the same options. <em>Found after</em> counts the cases and the steps simulated until the first failing case (that case included); <em>steps</em> is the length of the shrunk counterexample.</p>"
     )?;
+    if !r.safe() {
+        writeln!(
+            out,
+            "<p><strong>The reviewed plan itself has a counterexample</strong>, so a variant may be caught on the plan's own flaw rather than on its deviation: compare its invariant and anomaly with the plan's.</p>"
+        )?;
+    }
     writeln!(
         out,
         "<div class=\"scroll\"><table class=\"what-if\"><thead><tr><th>deviation from the plan</th><th>caught</th><th>invariant</th><th>anomaly</th><th>steps</th><th>found after</th>{}</tr></thead><tbody>",

@@ -110,6 +110,13 @@ fn render_into(out: &mut String, r: &Review) -> std::fmt::Result {
         "Each row is an entry of the catalogue of unsafe plans (`plans/unsafe/`): the seed plan with one deviation. The same deviation is applied to the reviewed plan and the variant is checked with the same options. *Found after* counts the cases and the steps simulated until the first failing case (that case included); *steps* is the length of the shrunk counterexample."
     )?;
     writeln!(out)?;
+    if !r.safe() {
+        writeln!(
+            out,
+            "**The reviewed plan itself has a counterexample**, so a variant may be caught on the plan's own flaw rather than on its deviation: compare its invariant and anomaly with the plan's."
+        )?;
+        writeln!(out)?;
+    }
     let timings = r.options.timings();
     writeln!(
         out,
@@ -218,7 +225,7 @@ fn evidence(out: &mut String, r: &Review) -> std::fmt::Result {
         if phases.is_empty() {
             "none (no kind migrates)".to_string()
         } else {
-            phases.join(", ")
+            escape(&phases.join(", "))
         }
     )?;
     writeln!(

@@ -2,19 +2,18 @@
 //! the guard on each transition, and a `sequenceDiagram` of each counterexample.
 
 use super::{PHASES, Review, Row, Sequence, guard_labels, reached};
-use crate::plan::Plan;
 use crate::schema::Kind;
 use std::fmt::Write;
 
 /// Escapes text for a Mermaid label: every character that Mermaid or the Markdown code fence
 /// could read as syntax becomes an entity code (`#35;`), which Mermaid renders as the
-/// character. Line breaks become spaces.
+/// character. A label runs from its colon to the end of the line, a `#` or a `;`, so later
+/// colons stay as they are. Line breaks become spaces.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
-            '#' | ';' | '<' | '>' | '"' | '&' | '%' | '`' | '{' | '}' | '[' | ']' | '|' | ':'
-            | '\\' => {
+            '#' | ';' | '<' | '>' | '"' | '&' | '%' | '`' | '{' | '}' | '[' | ']' | '|' | '\\' => {
                 let _ = write!(out, "#{};", c as u32);
             }
             '\n' | '\r' | '\t' => out.push(' '),
@@ -46,11 +45,6 @@ pub fn state_diagram(review: &Review, kind: Kind) -> String {
             let _ = writeln!(out, "    {} --> {}: rollback", p.name(), prev.name());
         }
     }
-    let _ = writeln!(
-        out,
-        "    note right of legacy : {}",
-        escape(&kind_note(plan, kind))
-    );
     out.push_str("    classDef reached fill:#dbeafe,stroke:#1d4ed8,color:#0f172a\n");
     let furthest = reached(review, kind);
     let names: Vec<&str> = PHASES
@@ -60,24 +54,6 @@ pub fn state_diagram(review: &Review, kind: Kind) -> String {
         .collect();
     let _ = writeln!(out, "    class {} reached", names.join(","));
     out
-}
-
-/// What the kind adds to the plan-wide guards: its dependencies and batch size.
-pub fn kind_note(plan: &Plan, kind: Kind) -> String {
-    let deps: Vec<&str> = plan
-        .kind(kind)
-        .map(|k| k.depends_on.iter().map(|d| d.table()).collect())
-        .unwrap_or_default();
-    format!(
-        "{}: depends on {}, batches of {}",
-        kind.table(),
-        if deps.is_empty() {
-            "nothing".to_string()
-        } else {
-            deps.join(", ")
-        },
-        plan.batch_size(kind)
-    )
 }
 
 /// A counterexample's sequence diagram. The failing step's rows sit in a `critical` block
@@ -150,7 +126,7 @@ mod tests {
             }
         }
         assert!(
-            !rest.contains(['<', '>', '&', '"', '|', ';', ':', '`', '%', '{', '[', '\n']),
+            !rest.contains(['<', '>', '&', '"', '|', ';', '`', '%', '{', '[', '\n']),
             "{rest}"
         );
         assert_eq!(escape("#"), "#35;");

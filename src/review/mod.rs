@@ -760,9 +760,26 @@ pub fn plan_settings(plan: &Plan) -> Vec<(String, String)> {
     out
 }
 
+/// What the kind adds to the plan-wide guards: its dependencies and batch size.
+fn kind_note(plan: &Plan, kind: Kind) -> String {
+    let deps: Vec<&str> = plan
+        .kind(kind)
+        .map(|k| k.depends_on.iter().map(|d| d.table()).collect())
+        .unwrap_or_default();
+    format!(
+        "depends on {}; backfill batches of {}",
+        if deps.is_empty() {
+            "nothing".to_string()
+        } else {
+            deps.join(", ")
+        },
+        plan.batch_size(kind)
+    )
+}
+
 /// A kind's own settings line: its dependencies, batch size and strategy overrides.
 pub fn kind_settings(plan: &Plan, kind: Kind) -> String {
-    let mut s = mermaid::kind_note(plan, kind);
+    let mut s = kind_note(plan, kind);
     if let Some(own) = plan.kind(kind).and_then(|k| k.strategy.as_ref()) {
         let v = serde_json::to_value(own).expect("serializes");
         if let Some(map) = v.as_object() {
