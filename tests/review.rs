@@ -394,3 +394,41 @@ fn text_from_the_plan_is_escaped_in_markdown_mermaid_html_and_svg() {
     ));
     assert!(html.contains("phases of plan a &lt;b&gt; &amp; &quot;c&quot; | d</title>"));
 }
+
+#[test]
+fn timings_add_a_seconds_column_and_say_the_report_varies() {
+    fn clock() -> f64 {
+        // A fixed clock: every measurement is 0 s, which the test can compare exactly.
+        42.0
+    }
+    let r = build(
+        &Plan::seed(),
+        &ReviewOptions {
+            check: CheckOptions {
+                cases: 2,
+                ..CheckOptions::default()
+            },
+            depth: 2,
+            clock: Some(clock),
+            plan_arg: None,
+        },
+    );
+    assert_eq!(r.seconds, Some(0.0));
+    let md = markdown::render(&r);
+    assert!(md.contains("| found after | seconds |"), "{md}");
+    assert!(md.contains("| wall clock | 0.00 s for the cases above |"));
+    assert!(md.contains("so it differs from run to run"));
+    assert!(md.contains("--timings`"));
+    let html = cutover::review::html::render(&r);
+    assert!(html.contains("<th>seconds</th>"));
+    // Without a clock, no seconds anywhere.
+    let plain = build(
+        &Plan::seed(),
+        &ReviewOptions {
+            clock: None,
+            ..r.options.clone()
+        },
+    );
+    assert_eq!(plain.seconds, None);
+    assert!(!markdown::render(&plain).contains("seconds |"));
+}
