@@ -137,7 +137,7 @@ fn render_into(out: &mut String, r: &Review) -> std::fmt::Result {
     writeln!(out)?;
     writeln!(
         out,
-        "Each counterexample is drawn from its trace: the actors on the left, `objects` and the typed tables on the right, a note per step and an arrow per table written (`+` insert, `~` update, `-` delete). The failing step is in the `critical` block, and the failed check in its `FAILED` note."
+        "Each counterexample is drawn from its trace: the actors on the left, `objects` and the typed tables on the right, a note per step and an arrow per table written (`+` insert, `~` update, `-` delete). The failing step is in the red `critical` block named after the invariant it breaks, and the failed check in its `FAILED` note."
     )?;
     writeln!(out)?;
     let mut any = false;

@@ -56,8 +56,8 @@ pub fn state_diagram(review: &Review, kind: Kind) -> String {
     out
 }
 
-/// A counterexample's sequence diagram. The failing step's rows sit in a `critical` block
-/// with a `FAILED` note.
+/// A counterexample's sequence diagram. The failing step's rows sit in a red `rect` around
+/// a `critical` block named after the broken invariant, which ends with the `FAILED` note.
 pub fn sequence_diagram(seq: &Sequence, title: &str) -> String {
     let mut out = String::from("sequenceDiagram\n");
     let _ = writeln!(out, "    title {}", escape(title));
@@ -69,17 +69,21 @@ pub fn sequence_diagram(seq: &Sequence, title: &str) -> String {
             escape(&p.label)
         );
     }
-    let mut in_critical = false;
-    let (first, last, text) = &seq.failure;
+    let f = &seq.failure;
+    let open = format!(
+        "    rect rgb(254, 226, 226)\n        critical {}\n",
+        escape(&f.label)
+    );
+    let mut opened = false;
     for row in &seq.rows {
         let failing = match row {
             Row::Note { failing, .. } | Row::Write { failing, .. } => *failing,
         };
-        if failing && !in_critical {
-            out.push_str("    critical the failing step\n");
-            in_critical = true;
+        if failing && !opened {
+            out.push_str(&open);
+            opened = true;
         }
-        let indent = if in_critical { "        " } else { "    " };
+        let indent = if opened { "            " } else { "    " };
         match row {
             Row::Note { at, text, step, .. } => {
                 let _ = writeln!(
@@ -93,16 +97,16 @@ pub fn sequence_diagram(seq: &Sequence, title: &str) -> String {
             }
         }
     }
-    if !in_critical {
-        out.push_str("    critical the failing check\n");
+    if !opened {
+        out.push_str(&open);
     }
-    let over = if first == last {
-        format!("p{first}")
+    let over = if f.first == f.last {
+        format!("p{}", f.first)
     } else {
-        format!("p{first},p{last}")
+        format!("p{},p{}", f.first, f.last)
     };
-    let _ = writeln!(out, "        Note over {over}: {}", escape(text));
-    out.push_str("    end\n");
+    let _ = writeln!(out, "            Note over {over}: {}", escape(&f.text));
+    out.push_str("        end\n    end\n");
     out
 }
 

@@ -503,8 +503,19 @@ pub enum Row {
 pub struct Sequence {
     pub participants: Vec<Participant>,
     pub rows: Vec<Row>,
-    /// The participants the failure note spans (first, last), and its text.
-    pub failure: (usize, usize, String),
+    pub failure: FailureNote,
+}
+
+/// The failed check at the end of a sequence diagram.
+#[derive(Clone, Debug)]
+pub struct FailureNote {
+    /// The first and last participants the note spans.
+    pub first: usize,
+    pub last: usize,
+    /// A short label: `step 4 breaks field_agreement`.
+    pub label: String,
+    /// The whole failure: `FAILED after step 4: field_agreement broken: ...`.
+    pub text: String,
 }
 
 /// The tables that get their own lifeline; every other table is drawn as `other tables`.
@@ -652,14 +663,15 @@ pub fn sequence(d: &Drawn) -> Sequence {
     Sequence {
         participants,
         rows,
-        failure: (
+        failure: FailureNote {
             first,
             last,
-            format!(
+            label: format!("step {} breaks {}", d.step, d.invariant),
+            text: format!(
                 "FAILED after step {}: {} broken: {}",
                 d.step, d.invariant, d.message
             ),
-        ),
+        },
     }
 }
 

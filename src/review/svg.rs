@@ -204,7 +204,7 @@ pub fn sequence_diagram(seq: &Sequence, title: &str, id: &str) -> String {
         };
         width = width.max(right);
     }
-    let (first, last, failure) = &seq.failure;
+    let (first, last, failure) = (&seq.failure.first, &seq.failure.last, &seq.failure.text);
     let fail_x = x_of(*first) - col / 2.0 + 6.0;
     let fail_w = (x_of(*last) + col / 2.0 - 6.0 - fail_x)
         .max(360.0)
