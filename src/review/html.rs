@@ -40,6 +40,7 @@ tr.missed td { background: #fff7ed; }
 .change { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaVu Sans Mono", monospace; font-size: 12px; color: var(--muted); word-break: break-word; }
 .kinds { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: 16px; }
 .kind svg { display: block; margin: 4px auto 0; }
+.counterexample svg { display: block; max-width: 100%; height: auto; }
 .kind .meta { min-height: 3em; margin-top: 0; }
 .card { background: #fff; border: 1px solid var(--line); border-radius: 10px; padding: 12px 14px; }
 .card h3 { margin-top: 0; }

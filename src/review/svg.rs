@@ -27,6 +27,8 @@ const CHAR_WIDTH: f64 = 7.3;
 /// The longest text drawn on one line of a sequence diagram; longer text is cut with `…`
 /// (the whole text is the element's tooltip).
 const NOTE_CHARS_MAX: usize = 96;
+/// The widest failure note, in pixels, unless the lifelines it spans are wider.
+const FAILURE_WIDTH_MAX: f64 = 720.0;
 
 fn width_of(text: &str) -> f64 {
     text.chars().count() as f64 * CHAR_WIDTH
@@ -186,7 +188,7 @@ pub fn state_diagram(review: &Review, kind: Kind) -> String {
 /// write, the failing step's rows on a red band, and the failure in a red note at the end.
 /// `id` makes the marker ids unique in the page.
 pub fn sequence_diagram(seq: &Sequence, title: &str, id: &str) -> String {
-    let (left, col, head_h, row_h) = (44.0, 156.0, 40.0, 28.0);
+    let (left, col, head_h, row_h) = (44.0, 148.0, 40.0, 28.0);
     let n = seq.participants.len().max(1);
     let x_of = |i: usize| left + col / 2.0 + i as f64 * col;
     let top = 16.0 + head_h + 14.0;
@@ -206,9 +208,12 @@ pub fn sequence_diagram(seq: &Sequence, title: &str, id: &str) -> String {
     }
     let (first, last, failure) = (&seq.failure.first, &seq.failure.last, &seq.failure.text);
     let fail_x = x_of(*first) - col / 2.0 + 6.0;
+    // At least as wide as the lifelines it spans, and wide enough for the failure to take a
+    // few lines (up to FAILURE_WIDTH_MAX); the drawing grows to make room.
     let fail_w = (x_of(*last) + col / 2.0 - 6.0 - fail_x)
-        .max(360.0)
-        .min(width - fail_x - 8.0);
+        .max((width_of(failure) / 3.0 + 20.0).min(FAILURE_WIDTH_MAX))
+        .max(360.0);
+    width = width.max(fail_x + fail_w + 8.0);
     let fail_lines = wrap(failure, ((fail_w - 20.0) / CHAR_WIDTH) as usize);
     let fail_h = fail_lines.len() as f64 * 16.0 + 14.0;
     let rows_end = top + seq.rows.len() as f64 * row_h;
@@ -252,7 +257,7 @@ pub fn sequence_diagram(seq: &Sequence, title: &str, id: &str) -> String {
         };
         let _ = write!(
             out,
-            r##"<line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#cbd5e1" stroke-width="1.5" stroke-dasharray="4 4"/><g class="participant" data-table="{}"><rect x="{}" y="16" width="{}" height="{head_h}" rx="{}" fill="{fill}" stroke="{stroke}" stroke-width="1.5"/><text x="{x}" y="{}" text-anchor="middle" font-weight="600" fill="#0f172a">{}</text></g>"##,
+            r##"<line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#cbd5e1" stroke-width="1.5" stroke-dasharray="4 4"/><g class="participant" data-table="{}"><rect x="{}" y="16" width="{}" height="{head_h}" rx="{}" fill="{fill}" stroke="{stroke}" stroke-width="1.5"/><text x="{x}" y="{}" text-anchor="middle" font-size="11.5" font-weight="600" fill="#0f172a">{}</text></g>"##,
             16.0 + head_h,
             rows_end + 4.0,
             p.table,
