@@ -859,6 +859,103 @@ mod tests {
     }
 
     #[test]
+    fn a_trace_becomes_lifelines_notes_and_writes_with_the_failing_step_marked() {
+        let line = |step: usize, actor: &str, action: &str| TraceLine {
+            step,
+            actor: actor.to_string(),
+            action: action.to_string(),
+        };
+        let d = Drawn {
+            invariant: Invariant::FieldAgreement,
+            anomaly: None,
+            explanation: None,
+            message: "events:1 differs".to_string(),
+            step: 2,
+            length: 3,
+            seed: Some(0),
+            trace: vec![
+                line(0, "controller", "events: legacy -> double_write"),
+                line(1, "checkout#1", "step 1/4: insert ticket #63: committed"),
+                line(1, "", "  wrote +objects:64 +objectLinks:47"),
+                line(2, "backfill", "events batch: read 4, migrated 4, done"),
+                line(
+                    2,
+                    "",
+                    "  wrote ~events:1 +migrationIdMap:2 +events:3 and 2 more",
+                ),
+            ],
+        };
+        let seq = sequence(&d);
+        let labels: Vec<&str> = seq.participants.iter().map(|p| p.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "phase controller",
+                "checkout action #1",
+                "backfill runner",
+                "objects",
+                "events",
+                "other tables"
+            ]
+        );
+        assert_eq!(
+            seq.rows,
+            vec![
+                Row::Note {
+                    step: 0,
+                    at: 0,
+                    text: "events: legacy -> double_write".into(),
+                    failing: false
+                },
+                Row::Note {
+                    step: 1,
+                    at: 1,
+                    text: "step 1/4: insert ticket #63: committed".into(),
+                    failing: false
+                },
+                Row::Write {
+                    step: 1,
+                    from: 1,
+                    to: 3,
+                    text: "+objects:64".into(),
+                    failing: false
+                },
+                Row::Write {
+                    step: 1,
+                    from: 1,
+                    to: 5,
+                    text: "+objectLinks:47".into(),
+                    failing: false
+                },
+                Row::Note {
+                    step: 2,
+                    at: 2,
+                    text: "events batch: read 4, migrated 4, done".into(),
+                    failing: true
+                },
+                Row::Write {
+                    step: 2,
+                    from: 2,
+                    to: 4,
+                    text: "~events:1 +events:3".into(),
+                    failing: true
+                },
+                Row::Write {
+                    step: 2,
+                    from: 2,
+                    to: 5,
+                    text: "+migrationIdMap:2 and 2 more".into(),
+                    failing: true
+                },
+            ]
+        );
+        // The failure spans the failing step's lifelines: the backfill runner to the last
+        // table it wrote.
+        assert_eq!((seq.failure.first, seq.failure.last), (2, 5));
+        assert_eq!(seq.failure.label, "step 2 breaks field_agreement");
+    }
+
+    #[test]
     fn written_tokens_name_their_table() {
         assert_eq!(written_table("+events:1"), Some("events"));
         assert_eq!(written_table("~migrationIdMap:12"), Some("migrationIdMap"));
