@@ -272,7 +272,7 @@ fn evidence(out: &mut String, r: &Review) -> std::fmt::Result {
         (
             "exhaustive exploration",
             format!(
-                "the small scenario (a dozen documents, twelve operations) to depth {} of {} asked: {} distinct states, {} steps tried at the last depth, {}",
+                "every interleaving of the small scenario of cutover explore up to {} steps ({} asked): {} distinct states, {} steps tried, {}",
                 e.depth,
                 e.depth_asked,
                 e.states,

@@ -236,7 +236,7 @@ fn evidence(out: &mut String, r: &Review) -> std::fmt::Result {
     let e = &r.exploration;
     writeln!(
         out,
-        "| exhaustive exploration | the small scenario (a dozen documents, twelve operations) to depth {} of {} asked: {} distinct states, {} steps tried at the last depth{} |",
+        "| exhaustive exploration | every interleaving of the small scenario of `cutover explore` up to {} steps ({} asked): {} distinct states, {} steps tried{} |",
         e.depth,
         e.depth_asked,
         e.states,
