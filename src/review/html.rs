@@ -51,6 +51,10 @@ details { margin: 8px 0 0; }
 summary { cursor: pointer; color: var(--accent); font-size: 14px; }
 pre { background: #0f172a; color: #e2e8f0; padding: 12px 14px; border-radius: 8px; overflow-x: auto; font-size: 12.5px; line-height: 1.45; }
 .explanation { background: #fff; border: 1px solid var(--line); border-left: 4px solid var(--bad); padding: 8px 12px; border-radius: 6px; }
+nav { display: flex; gap: 18px; margin-top: 12px; font-size: 14px; }
+nav a { color: var(--accent); text-decoration: none; }
+nav a:hover { text-decoration: underline; }
+@media print { .scroll { overflow: visible; } nav { display: none; } body { background: #fff; } }
 footer { margin-top: 40px; color: var(--muted); font-size: 13px; }
 "#;
 
@@ -137,6 +141,10 @@ fn render_into(out: &mut String, r: &Review) -> std::fmt::Result {
             "The report is a pure function of the plan, the options and the seed: every run writes the same bytes. How long the checker took is given in cases and steps; <code>--timings</code> adds wall-clock seconds."
         }
     )?;
+    writeln!(
+        out,
+        "<nav><a href=\"#plan\">The plan</a><a href=\"#evidence\">Evidence</a><a href=\"#what-if\">What if</a><a href=\"#counterexamples\">Counterexamples</a></nav>"
+    )?;
     writeln!(out, "</header>")?;
 
     writeln!(out, "<section id=\"plan\">")?;
@@ -190,6 +198,10 @@ fn render_into(out: &mut String, r: &Review) -> std::fmt::Result {
     writeln!(
         out,
         "<p>Each counterexample is drawn from its trace: the actors on the left, <code>objects</code> and the typed tables on the right, a note per step and an arrow per table written (<code>+</code> insert, <code>~</code> update, <code>-</code> delete). The failing step is on the red band and the failed check in the red note.</p>"
+    )?;
+    writeln!(
+        out,
+        "<p class=\"legend\">Colours:<span class=\"swatch\" style=\"background:#eef2ff;border-color:#4338ca\"></span>who acts<span class=\"swatch\" style=\"background:#ecfdf5;border-color:#047857\"></span>tables written<span class=\"swatch\" style=\"background:#fffbeb;border-color:#d6b656\"></span>what a step did<span class=\"swatch\" style=\"background:#fee2e2;border-color:#dc2626\"></span>the failing step and the failed check</p>"
     )?;
     let mut n = 0;
     if let Some(c) = r.counterexample() {

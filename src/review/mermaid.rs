@@ -105,7 +105,7 @@ pub fn sequence_diagram(seq: &Sequence, title: &str) -> String {
     } else {
         format!("p{},p{}", f.first, f.last)
     };
-    let _ = writeln!(out, "            Note over {over}: {}", escape(&f.text));
+    let _ = writeln!(out, "            Note over {over}: {}", escape(&f.text()));
     out.push_str("        end\n    end\n");
     out
 }

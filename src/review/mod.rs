@@ -514,8 +514,17 @@ pub struct FailureNote {
     pub last: usize,
     /// A short label: `step 4 breaks field_agreement`.
     pub label: String,
-    /// The whole failure: `FAILED after step 4: field_agreement broken: ...`.
-    pub text: String,
+    /// `FAILED after step 4: field_agreement broken`.
+    pub heading: String,
+    /// What the checker saw.
+    pub message: String,
+}
+
+impl FailureNote {
+    /// The whole failure on one line: `FAILED after step 4: field_agreement broken: ...`.
+    pub fn text(&self) -> String {
+        format!("{}: {}", self.heading, self.message)
+    }
 }
 
 /// The tables that get their own lifeline; every other table is drawn as `other tables`.
@@ -667,10 +676,8 @@ pub fn sequence(d: &Drawn) -> Sequence {
             first,
             last,
             label: format!("step {} breaks {}", d.step, d.invariant),
-            text: format!(
-                "FAILED after step {}: {} broken: {}",
-                d.step, d.invariant, d.message
-            ),
+            heading: format!("FAILED after step {}: {} broken", d.step, d.invariant),
+            message: d.message.clone(),
         },
     }
 }

@@ -206,15 +206,24 @@ pub fn sequence_diagram(seq: &Sequence, title: &str, id: &str) -> String {
         };
         width = width.max(right);
     }
-    let (first, last, failure) = (&seq.failure.first, &seq.failure.last, &seq.failure.text);
+    let (first, last, failure) = (&seq.failure.first, &seq.failure.last, seq.failure.text());
     let fail_x = x_of(*first) - col / 2.0 + 6.0;
     // At least as wide as the lifelines it spans, and wide enough for the failure to take a
     // few lines (up to FAILURE_WIDTH_MAX); the drawing grows to make room.
     let fail_w = (x_of(*last) + col / 2.0 - 6.0 - fail_x)
-        .max((width_of(failure) / 3.0 + 20.0).min(FAILURE_WIDTH_MAX))
+        .max((width_of(&failure) / 3.0 + 20.0).min(FAILURE_WIDTH_MAX))
+        // The bold heading on one line (bold glyphs are about a tenth wider).
+        .max((width_of(&seq.failure.heading) * 1.1 + 24.0).min(FAILURE_WIDTH_MAX))
         .max(360.0);
     width = width.max(fail_x + fail_w + 8.0);
-    let fail_lines = wrap(failure, ((fail_w - 20.0) / CHAR_WIDTH) as usize);
+    // The heading on its own line(s), in bold; the checker's message below it.
+    let chars = ((fail_w - 20.0) / CHAR_WIDTH) as usize;
+    let heading_lines = wrap(&seq.failure.heading, (chars as f64 / 1.1) as usize);
+    let bold = heading_lines.len();
+    let fail_lines: Vec<String> = heading_lines
+        .into_iter()
+        .chain(wrap(&seq.failure.message, chars))
+        .collect();
     let fail_h = fail_lines.len() as f64 * 16.0 + 14.0;
     let rows_end = top + seq.rows.len() as f64 * row_h;
     let height = rows_end + 12.0 + fail_h + 18.0;
@@ -334,7 +343,11 @@ pub fn sequence_diagram(seq: &Sequence, title: &str, id: &str) -> String {
             r##"<text x="{}" y="{}" fill="#7f1d1d"{}>{}</text>"##,
             fail_x + 10.0,
             fy + 19.0 + j as f64 * 16.0,
-            if j == 0 { r#" font-weight="700""# } else { "" },
+            if j < bold {
+                r#" font-weight="700""#
+            } else {
+                ""
+            },
             escape(l)
         );
     }
