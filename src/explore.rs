@@ -605,7 +605,18 @@ pub struct Report {
     pub shadow_mismatches: usize,
     /// How often the cases reached each probe (every probe is listed, reached or not).
     pub probes: std::collections::BTreeMap<Probe, usize>,
+    /// When the first case failed: the cases and the steps run until then, that case
+    /// included (how long finding a counterexample took, in deterministic units).
+    #[serde(default)]
+    pub found_after: Option<FoundAfter>,
     pub counterexample: Option<Counterexample>,
+}
+
+/// The cases and the steps a run took until its first failing case (included).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoundAfter {
+    pub cases: usize,
+    pub steps: usize,
 }
 
 /// Runs one case: a fresh simulation over the dataset of `data_seed`, then the steps.
@@ -672,6 +683,7 @@ impl Report {
             failing_cases: 0,
             shadow_mismatches: 0,
             probes: Probe::ALL.iter().map(|p| (*p, 0)).collect(),
+            found_after: None,
             counterexample: None,
         }
     }
@@ -782,6 +794,10 @@ pub fn check(plan: &Plan, options: &CheckOptions) -> Report {
             let failure = result.expect_err("a shrunk counterexample fails when replayed");
             report.failing_cases += 1;
             first_failure.get_or_insert(i);
+            report.found_after.get_or_insert(FoundAfter {
+                cases: report.cases,
+                steps: report.steps,
+            });
             let shorter = report
                 .counterexample
                 .as_ref()

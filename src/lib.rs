@@ -11,6 +11,7 @@ pub mod extension;
 pub mod output;
 pub mod plan;
 pub mod replay;
+pub mod review;
 pub mod schema;
 pub mod sim;
 pub mod store;
