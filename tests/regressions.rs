@@ -295,3 +295,154 @@ fn a_quarantine_episode_keeps_the_typed_id_of_a_referenced_event() {
         cutover::plan::Phase::TypedOnly
     );
 }
+
+/// Found by `cutover sweep --seeds 200000..230000 --documents 200 --steps 400` (seed
+/// 202442, the only failing seed of 30,000): a KNOWN OPEN PROBLEM of the seed plan, pinned
+/// here until the plan or the model answers it. Tickets went `typed_only` while events were
+/// still double-written; `dependencies_clean` held at that switch, but it is checked once:
+/// at step 21 a new event's typed half is rejected by the validator (the
+/// `typed_write_rejected` fault) and the event goes to the quarantine, and at step 22 moving
+/// a ticket to that event fails in the migrated app (a typed ticket cannot reference an
+/// event without a typed row) while the app without the migration accepts it. When a fix
+/// lands (a stronger guard, or a ticket write that migrates its event on demand), this test
+/// fails and becomes the regression test of that fix.
+#[test]
+fn seed_plan_rejects_a_ticket_move_to_an_event_quarantined_after_tickets_went_typed_only() {
+    use cutover::plan::Plan;
+    use cutover::sim::{Invariant, Sim, SimOptions, Step};
+    let steps: Vec<Step> = serde_json::from_str(
+        r###"[
+  {
+    "op": "advance",
+    "kind": "events"
+  },
+  {
+    "op": "create_event",
+    "org": 0,
+    "seed": 0
+  },
+  {
+    "op": "create_event",
+    "org": 0,
+    "seed": 0
+  },
+  {
+    "op": "advance",
+    "kind": "events"
+  },
+  {
+    "op": "backfill",
+    "kind": "events"
+  },
+  {
+    "op": "advance",
+    "kind": "transactions"
+  },
+  {
+    "op": "advance",
+    "kind": "transactions"
+  },
+  {
+    "op": "repair",
+    "kind": "events",
+    "target": 0
+  },
+  {
+    "op": "backfill",
+    "kind": "transactions"
+  },
+  {
+    "op": "backfill",
+    "kind": "transactions"
+  },
+  {
+    "op": "advance",
+    "kind": "tickets"
+  },
+  {
+    "op": "advance",
+    "kind": "tickets"
+  },
+  {
+    "op": "backfill",
+    "kind": "tickets",
+    "runner": 1
+  },
+  {
+    "op": "create_event",
+    "org": 0,
+    "seed": 0
+  },
+  {
+    "op": "backfill",
+    "kind": "tickets"
+  },
+  {
+    "op": "repair",
+    "kind": "transactions",
+    "target": 0
+  },
+  {
+    "op": "create_event",
+    "org": 0,
+    "seed": 0
+  },
+  {
+    "op": "backfill",
+    "kind": "tickets"
+  },
+  {
+    "op": "backfill",
+    "kind": "tickets"
+  },
+  {
+    "op": "advance",
+    "kind": "tickets"
+  },
+  {
+    "op": "advance",
+    "kind": "tickets"
+  },
+  {
+    "op": "create_event",
+    "org": 0,
+    "seed": 0,
+    "fault": "typed_write_rejected"
+  },
+  {
+    "op": "ticket",
+    "ticket": 0,
+    "change": {
+      "move": {
+        "event": 16
+      }
+    }
+  }
+]"###,
+    )
+    .expect("the steps parse");
+    let options = SimOptions {
+        data: serde_json::from_str(r###"{"documents":200,"dirty_percent":5}"###)
+            .expect("the data options parse"),
+        skew_max_ms: 30,
+        ..SimOptions::default()
+    };
+    let mut sim = Sim::new(
+        std::sync::Arc::new(Plan::seed()),
+        &options,
+        677927183755335826,
+    );
+    sim.set_verbose(true);
+    let failure = sim
+        .run(&steps)
+        .expect_err("the seed plan breaks an invariant");
+    assert_eq!(failure.invariant, Invariant::AcknowledgedWriteKept);
+    assert_eq!(failure.step, 22);
+    let explained = failure.explained.expect("classified");
+    assert_eq!(explained.anomaly.name(), "rejected_write");
+    assert!(
+        explained.explanation.contains("has no events row"),
+        "{}",
+        explained.explanation
+    );
+}
