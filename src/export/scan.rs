@@ -1,8 +1,8 @@
 //! `cutover scan`: streams the `objects` table of an export (of the app and of each
 //! component) through the plan's mapping, one document at a time, and counts and lists what
-//! would not migrate. Memory holds one line, one document, the `objects` ids (8 bytes each,
-//! for the reference check), and, per kind, the sizes of
-//! the `batch_size` largest documents.
+//! would not migrate. Memory holds one line, one document, the run of `objects` ids being
+//! filled and a batch of references (full runs of ids go to a temporary file: the reference
+//! check), and, per kind, the sizes of the `batch_size` largest documents.
 
 use super::archive::{Archive, Line, Namespace};
 use super::encoding::Encoding;
@@ -222,66 +222,173 @@ fn id_key(id: &ConvexId) -> u64 {
     a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29)
 }
 
-/// Keys per block of the id index: 8 MiB. Fixed blocks instead of one growing vector: a
-/// vector that doubles holds up to twice what it needs, and briefly three times while it
-/// moves (measured: 114 MB instead of 67 MB of peak memory at 6 million documents).
+/// Keys per sorted run of the id index: 8 MiB. The run being filled is in memory; every full
+/// run is sorted and written to a temporary file, so memory does not grow with the table.
 const ID_BLOCK_KEYS: usize = 1 << 20;
-/// A sealed block is found into by the top `ID_FENCE_BITS` bits of a key first.
-const ID_FENCE_BITS: u32 = 12;
 
-/// The keys (`id_key`) of a table's documents, in sorted blocks of `ID_BLOCK_KEYS`. Keys are
-/// folded ids, evenly spread, so each block also keeps where each prefix of the top
-/// `ID_FENCE_BITS` bits starts: a lookup searches about 256 neighbouring keys per block
-/// instead of a million.
+/// References checked together against the id index: each batch is sorted by key and
+/// merge-joined with every run in one sequential read.
+const REF_BATCH: usize = 1 << 16;
+
+/// The keys (`id_key`) of a table's documents, as sorted runs of at most `ID_BLOCK_KEYS`:
+/// the last one in memory, the full ones in an anonymous temporary file (deleted when the
+/// index is dropped).
 #[derive(Default)]
 struct IdIndex {
-    blocks: Vec<Vec<u64>>,
-    /// Per block: the index of the first key of each prefix, and the block's length last.
-    fences: Vec<Vec<u32>>,
+    /// The run being filled (sorted by `seal`).
+    open: Vec<u64>,
+    /// The full runs, one after the other, as little-endian keys.
+    file: Option<std::fs::File>,
+    /// Each full run: its first key's position in the file, in keys, and its length.
+    runs: Vec<(u64, usize)>,
+    sealed: bool,
 }
 
 impl IdIndex {
-    fn push(&mut self, key: u64) {
-        assert!(self.fences.is_empty(), "no key is added after sealing");
-        match self.blocks.last_mut() {
-            Some(b) if b.len() < ID_BLOCK_KEYS => b.push(key),
-            _ => {
-                let mut b = Vec::with_capacity(ID_BLOCK_KEYS);
-                b.push(key);
-                self.blocks.push(b);
-            }
+    fn push(&mut self, key: u64) -> std::io::Result<()> {
+        assert!(!self.sealed, "no key is added after sealing");
+        self.open.push(key);
+        if self.open.len() >= ID_BLOCK_KEYS {
+            self.spill()?;
         }
+        Ok(())
     }
 
-    /// Sorts each block and computes its fences.
+    /// Sorts the open run and appends it to the file.
+    fn spill(&mut self) -> std::io::Result<()> {
+        use std::io::{Seek, Write};
+        self.open.sort_unstable();
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(tempfile::tempfile()?),
+        };
+        let start = file.seek(std::io::SeekFrom::End(0))? / 8;
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, &*file);
+        for k in &self.open {
+            w.write_all(&k.to_le_bytes())?;
+        }
+        w.flush()?;
+        self.runs.push((start, self.open.len()));
+        self.open.clear();
+        Ok(())
+    }
+
+    /// Sorts the open run; after this, only lookups.
     fn seal(&mut self) {
-        if let Some(b) = self.blocks.last_mut() {
-            b.shrink_to_fit();
-        }
-        for b in &mut self.blocks {
-            b.sort_unstable();
-            let mut fence = Vec::with_capacity((1 << ID_FENCE_BITS) + 1);
-            let mut at = 0usize;
-            for prefix in 0..1u64 << ID_FENCE_BITS {
-                while at < b.len() && b[at] >> (64 - ID_FENCE_BITS) < prefix {
-                    at += 1;
-                }
-                fence.push(at as u32);
-            }
-            fence.push(b.len() as u32);
-            self.fences.push(fence);
-        }
+        self.open.sort_unstable();
+        self.sealed = true;
     }
 
-    fn contains(&self, key: u64) -> bool {
-        assert_eq!(self.fences.len(), self.blocks.len(), "the index is sealed");
-        let p = (key >> (64 - ID_FENCE_BITS)) as usize;
-        self.blocks.iter().zip(&self.fences).any(|(b, f)| {
-            b[f[p] as usize..f[p + 1] as usize]
-                .binary_search(&key)
-                .is_ok()
-        })
+    /// Sets `found[i]` for each key of `keys` (sorted ascending) that is in the index.
+    fn find_sorted(&self, keys: &[u64], found: &mut [bool]) -> std::io::Result<()> {
+        use std::io::{Read, Seek};
+        assert!(self.sealed, "the index is sealed");
+        join(self.open.iter().copied(), keys, found);
+        if let Some(file) = &self.file {
+            let mut handle = file.try_clone()?;
+            for &(start, len) in &self.runs {
+                handle.seek(std::io::SeekFrom::Start(start * 8))?;
+                let mut r =
+                    std::io::BufReader::with_capacity(1 << 16, (&handle).take(len as u64 * 8));
+                let mut err = None;
+                let run = std::iter::from_fn(|| {
+                    let mut b = [0u8; 8];
+                    match r.read_exact(&mut b) {
+                        Ok(()) => Some(u64::from_le_bytes(b)),
+                        Err(e) => {
+                            err = Some(e);
+                            None
+                        }
+                    }
+                });
+                join(run, keys, found);
+                if let Some(e) = err
+                    && e.kind() != std::io::ErrorKind::UnexpectedEof
+                {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
+
+    /// Whether one key is in the index (tests).
+    #[cfg(test)]
+    fn contains(&self, key: u64) -> bool {
+        let mut found = [false];
+        self.find_sorted(&[key], &mut found)
+            .expect("reads its own file");
+        found[0]
+    }
+}
+
+/// Merge-joins a sorted run with sorted `keys`, setting `found` for the keys in the run.
+fn join(run: impl Iterator<Item = u64>, keys: &[u64], found: &mut [bool]) {
+    let mut i = 0;
+    for r in run {
+        while i < keys.len() && keys[i] < r {
+            i += 1;
+        }
+        if i == keys.len() {
+            return;
+        }
+        let mut j = i;
+        while j < keys.len() && keys[j] == r {
+            found[j] = true;
+            j += 1;
+        }
+    }
+}
+
+/// A reference waiting for its batch's check: everything its finding needs, without
+/// allocating.
+#[derive(Clone, Copy)]
+struct PendingRef {
+    key: u64,
+    kind: usize,
+    line: u64,
+    doc: ConvexId,
+    target: ConvexId,
+    item: Option<usize>,
+    name: &'static str,
+}
+
+/// Checks a batch of references against the index and reports the unresolved ones, in the
+/// order they were found (document order).
+fn resolve_refs(
+    ids: &IdIndex,
+    pending: &mut Vec<PendingRef>,
+    entry: &str,
+    kinds: &mut [KindScan],
+    out: &mut dyn FnMut(Finding),
+) -> std::io::Result<()> {
+    let mut order: Vec<usize> = (0..pending.len()).collect();
+    order.sort_unstable_by_key(|&i| pending[i].key);
+    let keys: Vec<u64> = order.iter().map(|&i| pending[i].key).collect();
+    let mut found_sorted = vec![false; keys.len()];
+    ids.find_sorted(&keys, &mut found_sorted)?;
+    let mut found = vec![false; pending.len()];
+    for (rank, &i) in order.iter().enumerate() {
+        found[i] = found_sorted[rank];
+    }
+    for (p, found) in pending.drain(..).zip(found) {
+        if found {
+            continue;
+        }
+        kinds[p.kind].unresolved_references += 1;
+        out(Finding {
+            kind: FindingKind::UnresolvedReference,
+            entry: entry.to_string(),
+            line: Some(p.line),
+            id: Some(p.doc.encode()),
+            path: Some(reference_path(p.item, p.name)),
+            reason: format!(
+                "{} is not in {OBJECTS} (deleted, or never there)",
+                p.target.encode()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The keys (`id_key`) of every document of a table (the reference check's index). Only
@@ -320,7 +427,10 @@ fn collect_ids(
             && let Ok(id) = ConvexId::decode(&id)
             && id.table == table_number
         {
-            ids.push(id_key(&id));
+            ids.push(id_key(&id)).map_err(|source| ExportError::Io {
+                path: "a temporary file of the id index".into(),
+                source,
+            })?;
         }
     }
     ids.seal();
@@ -603,6 +713,8 @@ pub fn scan_with(
         let Some(encoding) = encoding else { continue };
         scanned += 1;
         let ids = collect_ids(&mut archive, &entry, number)?;
+        let mut pending: Vec<PendingRef> = Vec::with_capacity(REF_BATCH);
+        let mut io_error: Option<std::io::Error> = None;
         let stats = for_each_document(
             &mut archive,
             &entry,
@@ -610,6 +722,12 @@ pub fn scan_with(
             number,
             &mut keep,
             |mut doc, local| {
+                if pending.len() >= REF_BATCH
+                    && io_error.is_none()
+                    && let Err(e) = resolve_refs(&ids, &mut pending, &entry, &mut kinds, local)
+                {
+                    io_error = Some(e);
+                }
                 report.documents += 1;
                 shapes.add(shape_of(&doc.fields));
                 let at = |kind: FindingKind, path: Option<String>, reason: String| Finding {
@@ -654,17 +772,20 @@ pub fn scan_with(
                 let k = &mut kinds[kind.index()];
                 k.documents += 1;
                 read_sizes[kind.index()].push(m.size as u64);
+                // Checked in batches (`resolve_refs`): the ids are on disk, not in memory.
                 for_each_reference(kind, &doc.fields, |item, name, s| {
                     if let Ok(target) = ConvexId::decode(s)
                         && target.table == number
-                        && !ids.contains(id_key(&target))
                     {
-                        k.unresolved_references += 1;
-                        local(at(
-                            FindingKind::UnresolvedReference,
-                            Some(reference_path(item, name)),
-                            format!("{s} is not in {OBJECTS} (deleted, or never there)"),
-                        ));
+                        pending.push(PendingRef {
+                            key: id_key(&target),
+                            kind: kind.index(),
+                            line: doc.line,
+                            doc: doc.id,
+                            target,
+                            item,
+                            name,
+                        });
                     }
                 });
                 let mut v = Value::Object(std::mem::take(&mut doc.fields));
@@ -687,6 +808,14 @@ pub fn scan_with(
                 }
             },
         )?;
+        let checked = match io_error {
+            Some(e) => Err(e),
+            None => resolve_refs(&ids, &mut pending, &entry, &mut kinds, &mut keep),
+        };
+        checked.map_err(|source| ExportError::Io {
+            path: "a temporary file of the id index".into(),
+            source,
+        })?;
         report.tables.push(TableScan {
             entry,
             encoding: match encoding {
@@ -752,19 +881,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_id_index_finds_keys_in_every_block() {
+    fn the_id_index_finds_keys_in_every_run_in_memory_and_on_disk() {
         let mut ids = IdIndex::default();
         let n = 2 * ID_BLOCK_KEYS as u64 + 5;
         // Odd keys only, in an order that is not sorted.
         for i in 0..n {
-            ids.push((i * 7_919 % n) * 2 + 1);
+            ids.push((i * 7_919 % n) * 2 + 1).unwrap();
         }
         ids.seal();
-        assert_eq!(ids.blocks.len(), 3);
+        // Two full runs on disk, five keys in memory.
+        assert_eq!((ids.runs.len(), ids.open.len()), (2, 5));
         // Keys at both ends of the key space, in the first and last fences.
         let mut edges = IdIndex::default();
-        edges.push(u64::MAX);
-        edges.push(0);
+        edges.push(u64::MAX).unwrap();
+        edges.push(0).unwrap();
         edges.seal();
         assert!(edges.contains(0) && edges.contains(u64::MAX) && !edges.contains(1));
         for k in [1, 3, 2 * (n - 1) + 1, 2 * ID_BLOCK_KEYS as u64 + 1] {
@@ -773,5 +903,61 @@ mod tests {
         for k in [0, 2, 2 * n, 2 * n + 1] {
             assert!(!ids.contains(k), "{k}");
         }
+        // A batch with repeated keys, present and absent, in one pass.
+        let keys = [0, 1, 1, 3, 4, 2 * (n - 1) + 1, 2 * n + 1];
+        let mut found = [false; 7];
+        ids.find_sorted(&keys, &mut found).unwrap();
+        assert_eq!(found, [false, true, true, true, false, true, false]);
+    }
+
+    #[test]
+    fn unresolved_references_are_reported_in_document_order_with_their_kind() {
+        let id = |n: u8| ConvexId {
+            table: 10_001,
+            internal: [n; crate::export::ids::INTERNAL_ID_LEN],
+        };
+        let mut ids = IdIndex::default();
+        for n in [2, 4] {
+            ids.push(id_key(&id(n))).unwrap();
+        }
+        ids.seal();
+        let pending_ref = |line: u64, kind: Kind, target: u8| PendingRef {
+            key: id_key(&id(target)),
+            kind: kind.index(),
+            line,
+            doc: id(100 + line as u8),
+            target: id(target),
+            item: None,
+            name: "eventId",
+        };
+        // Absent targets 9 and 1 (out of key order), a present one between them.
+        let mut pending = vec![
+            pending_ref(7, Kind::Tickets, 9),
+            pending_ref(8, Kind::Tickets, 2),
+            pending_ref(9, Kind::Transactions, 1),
+        ];
+        let mut kinds = vec![KindScan::default(); 3];
+        let mut out = Vec::new();
+        resolve_refs(
+            &ids,
+            &mut pending,
+            "objects/documents.jsonl",
+            &mut kinds,
+            &mut |f| out.push(f),
+        )
+        .unwrap();
+        assert!(pending.is_empty());
+        let lines: Vec<Option<u64>> = out.iter().map(|f| f.line).collect();
+        assert_eq!(lines, [Some(7), Some(9)]);
+        assert_eq!(
+            out[0].reason,
+            format!(
+                "{} is not in objects (deleted, or never there)",
+                id(9).encode()
+            )
+        );
+        assert_eq!(out[0].path.as_deref(), Some("customProperties.eventId"));
+        assert_eq!(kinds[Kind::Tickets.index()].unresolved_references, 1);
+        assert_eq!(kinds[Kind::Transactions.index()].unresolved_references, 1);
     }
 }
