@@ -56,7 +56,7 @@ pub fn write_markdown(r: &ScanReport, findings: Findings, out: &mut dyn Write) -
     writeln!(out)?;
     writeln!(
         out,
-        "| table | documents | map cleanly | do not map | unresolved references | batch size | batches | largest batch: documents, writes, read bytes (at most), written bytes (at most) | over a Convex limit |"
+        "| table | documents | map cleanly | do not map | unresolved references | batch size | batches | largest batch: documents, writes, read bytes, written bytes | over a Convex limit |"
     )?;
     writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|---|")?;
     for k in &r.kinds {
@@ -84,7 +84,7 @@ pub fn write_markdown(r: &ScanReport, findings: Findings, out: &mut dyn Write) -
     writeln!(out)?;
     writeln!(
         out,
-        "Convex's per-transaction limits: 32,000 documents scanned, 16 MiB read, 16,000 documents and 16 MiB written. The byte figures are upper bounds: the batch size's largest documents together."
+        "Convex's per-transaction limits: 32,000 documents scanned, 16 MiB read, 16,000 documents and 16 MiB written. Batches are each table's documents of a kind in creation order (`_creationTime`, then `_id`), `batch size` at a time, as the backfill pages them; the largest figures are each the largest of any batch."
     )?;
     writeln!(out)?;
     writeln!(out, "## Findings")?;

@@ -14,8 +14,7 @@ use crate::schema::Kind;
 use crate::store::Limits;
 use crate::value::{Fields, Str, Value, measure_fields};
 use serde::{Deserialize, Serialize};
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The God table.
@@ -610,31 +609,103 @@ impl ShapeCounts {
     }
 }
 
-/// The sizes of the `cap` largest documents.
-struct Largest {
-    cap: usize,
-    heap: BinaryHeap<Reverse<u64>>,
+/// A document of a migrating kind, for the exact sizes of the backfill batches: a batch is
+/// the next `batch_size` documents of its kind in its table, in creation order
+/// (`_creationTime`, then `_id`), as the backfill's cursor pages. The derived order is that
+/// order (fields in this order).
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct BatchDoc {
+    /// The namespace (the app, or a component) whose `objects` table holds it.
+    ns: u32,
+    kind: u8,
+    /// `_creationTime`, as bits that sort like the number.
+    creation: u64,
+    id: [u8; crate::export::ids::INTERNAL_ID_LEN],
+    /// Bytes the batch reads for it, and bytes of the typed row it writes (0 if it does not
+    /// map).
+    read: u64,
+    written: u64,
 }
 
-impl Largest {
-    fn new(cap: usize) -> Largest {
-        Largest {
-            cap,
-            heap: BinaryHeap::with_capacity(cap + 1),
-        }
+/// Bytes of an encoded `BatchDoc`.
+const BATCH_DOC_BYTES: usize = 4 + 1 + 8 + crate::export::ids::INTERNAL_ID_LEN + 8 + 8;
+
+impl extsort::Sortable for BatchDoc {
+    fn encode<W: std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        let mut b = [0u8; BATCH_DOC_BYTES];
+        b[..4].copy_from_slice(&self.ns.to_le_bytes());
+        b[4] = self.kind;
+        b[5..13].copy_from_slice(&self.creation.to_le_bytes());
+        b[13..29].copy_from_slice(&self.id);
+        b[29..37].copy_from_slice(&self.read.to_le_bytes());
+        b[37..45].copy_from_slice(&self.written.to_le_bytes());
+        w.write_all(&b)
     }
-    fn push(&mut self, size: u64) {
-        if self.heap.len() < self.cap {
-            self.heap.push(Reverse(size));
-        } else if self.heap.peek().is_some_and(|Reverse(min)| *min < size) {
-            self.heap.pop();
-            self.heap.push(Reverse(size));
-        }
-    }
-    fn sum(&self) -> u64 {
-        self.heap.iter().map(|Reverse(s)| s).sum()
+
+    fn decode<R: std::io::Read>(r: &mut R) -> std::io::Result<BatchDoc> {
+        let mut b = [0u8; BATCH_DOC_BYTES];
+        r.read_exact(&mut b)?;
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        Ok(BatchDoc {
+            ns: u32::from_le_bytes(b[..4].try_into().expect("4 bytes")),
+            kind: b[4],
+            creation: u64_at(5),
+            id: b[13..29].try_into().expect("16 bytes"),
+            read: u64_at(29),
+            written: u64_at(37),
+        })
     }
 }
+
+/// The bits of a float, mapped so that unsigned order is numeric order.
+fn ordered_bits(x: f64) -> u64 {
+    let b = x.to_bits();
+    if b >> 63 == 1 { !b } else { b | 1 << 63 }
+}
+
+/// The backfill's batches, exactly, from every `BatchDoc` in sorted order: each table's
+/// documents of a kind in creation order, cut every `batch_size` documents. Sets each kind's
+/// number of batches and the largest documents, read bytes and written bytes of any batch.
+fn batch_figures(
+    sorted: impl Iterator<Item = std::io::Result<BatchDoc>>,
+    kinds: &mut [KindScan],
+) -> std::io::Result<()> {
+    /// The batch being filled: its table and kind, documents, read and written bytes.
+    type Open = ((u32, u8), u64, u64, u64);
+    let close = |kinds: &mut [KindScan], (key, docs, read, written): Open| {
+        let k = &mut kinds[usize::from(key.1)];
+        k.batches += 1;
+        k.batch_documents_max = k.batch_documents_max.max(docs);
+        k.batch_read_bytes_max = k.batch_read_bytes_max.max(read);
+        k.batch_write_bytes_max = k.batch_write_bytes_max.max(written);
+    };
+    let mut batch: Option<Open> = None;
+    for d in sorted {
+        let d = d?;
+        let key = (d.ns, d.kind);
+        let size = kinds[usize::from(d.kind)].batch_size as u64;
+        match &mut batch {
+            Some((k, docs, read, written)) if *k == key && *docs < size => {
+                *docs += 1;
+                *read += d.read;
+                *written += d.written;
+            }
+            open => {
+                if let Some(full) = open.take() {
+                    close(kinds, full);
+                }
+                *open = Some((key, 1, d.read, d.written));
+            }
+        }
+    }
+    if let Some(last) = batch {
+        close(kinds, last);
+    }
+    Ok(())
+}
+
+/// Documents a batch-size sort keeps in memory before it writes a sorted segment to disk.
+const BATCH_SORT_SEGMENT: usize = 1 << 17;
 
 /// Scans the export at `path` with `plan`'s mapping and batch sizes, keeping every finding
 /// in the report (for exports whose findings fit in memory; `cutover scan` uses
@@ -669,14 +740,10 @@ pub fn scan_with(
             ..KindScan::default()
         })
         .collect();
-    let mut read_sizes: Vec<Largest> = Kind::ALL
-        .iter()
-        .map(|k| Largest::new(plan.batch_size(*k)))
-        .collect();
-    let mut write_sizes: Vec<Largest> = Kind::ALL
-        .iter()
-        .map(|k| Largest::new(plan.batch_size(*k)))
-        .collect();
+    let mut batch_docs = extsort::ExternalSorter::new()
+        .with_segment_size(BATCH_SORT_SEGMENT)
+        .pushed::<BatchDoc>();
+    let mut batch_error: Option<std::io::Error> = None;
     let mut shapes = ShapeCounts::default();
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     // Findings about tables, for the message if no table can be read.
@@ -690,7 +757,7 @@ pub fn scan_with(
     }
     let namespaces = archive.namespaces.clone();
     let mut scanned = 0;
-    for ns in &namespaces {
+    for (ns_index, ns) in namespaces.iter().enumerate() {
         let Some(number) = ns.number_of(OBJECTS) else {
             continue;
         };
@@ -771,7 +838,6 @@ pub fn scan_with(
                 };
                 let k = &mut kinds[kind.index()];
                 k.documents += 1;
-                read_sizes[kind.index()].push(m.size as u64);
                 // Checked in batches (`resolve_refs`): the ids are on disk, not in memory.
                 for_each_reference(kind, &doc.fields, |item, name, s| {
                     if let Ok(target) = ConvexId::decode(s)
@@ -796,15 +862,29 @@ pub fn scan_with(
                 let Value::Object(fields) = v else {
                     unreachable!("an object stays an object")
                 };
-                match derive(kind, &fields, true) {
+                let written = match derive(kind, &fields, true) {
                     Ok(row) => {
                         k.clean += 1;
-                        write_sizes[kind.index()].push(measure_fields(&row).size as u64);
+                        measure_fields(&row).size as u64
                     }
                     Err(e) => {
                         k.unmappable += 1;
                         local(at(FindingKind::Unmappable, Some(e.path), e.reason));
+                        0
                     }
+                };
+                let batch_doc = BatchDoc {
+                    ns: ns_index as u32,
+                    kind: kind.index() as u8,
+                    creation: ordered_bits(doc.creation_time),
+                    id: doc.id.internal,
+                    read: m.size as u64,
+                    written,
+                };
+                if batch_error.is_none()
+                    && let Err(e) = batch_docs.push(batch_doc)
+                {
+                    batch_error = Some(e);
                 }
             },
         )?;
@@ -836,17 +916,20 @@ pub fn scan_with(
             },
         });
     }
-    for (i, k) in kinds.iter_mut().enumerate() {
-        let batch = k.batch_size as u64;
-        k.batches = k.documents.div_ceil(batch);
-        k.batch_documents_max = k.documents.min(batch);
+    let sort_error = |source| ExportError::Io {
+        path: "a temporary file of the batch sizes".into(),
+        source,
+    };
+    if let Some(e) = batch_error {
+        return Err(sort_error(e));
+    }
+    batch_figures(batch_docs.done().map_err(sort_error)?, &mut kinds).map_err(sort_error)?;
+    for k in kinds.iter_mut() {
         k.batch_writes_max = if k.documents == 0 {
             0
         } else {
             2 * k.batch_documents_max + 1
         };
-        k.batch_read_bytes_max = read_sizes[i].sum();
-        k.batch_write_bytes_max = write_sizes[i].sum();
         for (over, name) in [
             (
                 k.batch_documents_max > limits.documents_scanned_max as u64,
@@ -908,6 +991,56 @@ mod tests {
         let mut found = [false; 7];
         ids.find_sorted(&keys, &mut found).unwrap();
         assert_eq!(found, [false, true, true, true, false, true, false]);
+    }
+
+    #[test]
+    fn batches_are_cut_in_creation_order_per_table_and_kind_whatever_the_line_order() {
+        let doc = |ns: u32, kind: Kind, creation: f64, id: u8, read: u64| BatchDoc {
+            ns,
+            kind: kind.index() as u8,
+            creation: ordered_bits(creation),
+            id: [id; crate::export::ids::INTERNAL_ID_LEN],
+            read,
+            written: read / 2,
+        };
+        let (e, t) = (Kind::Events, Kind::Transactions);
+        // In line order. Events of the app, in creation order: 10 (two documents at the same
+        // time, ordered by id), 1, 1, 10; the two largest are not in one batch of two.
+        let docs = [
+            doc(0, e, 4.0, 1, 10),
+            doc(0, t, 1.0, 9, 7),
+            doc(0, e, 2.0, 2, 1),
+            doc(0, e, 1.0, 4, 1),
+            doc(0, e, 1.0, 3, 10),
+            // A component's events batch on their own.
+            doc(1, e, 0.5, 5, 5),
+            doc(1, e, 0.7, 6, 5),
+        ];
+        for segment in [2, 1 << 10] {
+            let mut sorter = extsort::ExternalSorter::new()
+                .with_segment_size(segment)
+                .pushed::<BatchDoc>();
+            for d in docs.iter().map(|d| BatchDoc { ..*d }) {
+                sorter.push(d).unwrap();
+            }
+            let mut kinds: Vec<KindScan> = Kind::ALL
+                .iter()
+                .map(|_| KindScan {
+                    batch_size: 2,
+                    ..KindScan::default()
+                })
+                .collect();
+            batch_figures(sorter.done().unwrap(), &mut kinds).unwrap();
+            let events = &kinds[e.index()];
+            // App: [10, 1], [1, 10] (the two largest together would be 20); component:
+            // [5, 5].
+            assert_eq!(events.batches, 3, "segment {segment}");
+            assert_eq!(events.batch_documents_max, 2);
+            assert_eq!(events.batch_read_bytes_max, 11);
+            assert_eq!(events.batch_write_bytes_max, 5);
+            let txns = &kinds[t.index()];
+            assert_eq!((txns.batches, txns.batch_read_bytes_max), (1, 7));
+        }
     }
 
     #[test]
