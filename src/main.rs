@@ -165,9 +165,10 @@ enum Command {
         #[arg(long, conflicts_with = "step")]
         emit_test: bool,
     },
-    /// Explores every interleaving of the small scenario (a dozen documents, twelve
-    /// operations on events and transactions) up to a depth, equal states deduplicated, and
-    /// reports the shortest counterexample.
+    /// Explores every interleaving of the small scenario (a dozen documents, backfill batches
+    /// of two, fifteen operations on events and transactions with one checkout action at a
+    /// time) up to a depth, breadth-first, equal states deduplicated, and reports the
+    /// shortest counterexample.
     #[command(
         after_help = "Examples:\n  cutover explore --plan plans/unsafe/backfill_stale_copy.toml --depth 6\n  cutover explore --depth 10 --jobs 2"
     )]
