@@ -326,11 +326,22 @@ fn expand_part(
     cache: &mut DocHashes,
 ) -> Vec<Child> {
     let mut out = Vec::with_capacity(part.len() * scenario.alphabet.len());
-    for node in part {
-        let mut state = root.clone();
-        state
-            .run(&node.path)
+    // Siblings sit next to each other in the frontier: the state of the last parent rebuilt
+    // is kept, so a sibling costs one step instead of a replay of its whole path.
+    let mut parent: Option<(Vec<Step>, Sim)> = None;
+    let replay = |sim: &mut Sim, steps: &[Step]| {
+        sim.run(steps)
             .expect("a frontier state was reached without a failure");
+    };
+    for node in part {
+        let (prefix, last) = node.path.split_at(node.path.len().saturating_sub(1));
+        if parent.as_ref().is_none_or(|(p, _)| p.as_slice() != prefix) {
+            let mut p = root.clone();
+            replay(&mut p, prefix);
+            parent = Some((prefix.to_vec(), p));
+        }
+        let mut state = parent.as_ref().expect("just rebuilt").1.clone();
+        replay(&mut state, last);
         let busy = state.actions_in_flight() >= scenario.actions_max;
         for step in &scenario.alphabet {
             if busy && starts_action(&step.op) {
