@@ -1,19 +1,10 @@
 //! The binary: exit codes (0 safe, 1 counterexample, 2 bad input), the JSON shape, and the
 //! replay command a counterexample prints.
 
-use std::process::Command;
+mod common;
+use common::cutover;
 
-fn cutover(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(args)
-        .output()
-        .expect("the binary runs");
-    (
-        out.status.code().expect("exited"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use std::process::Command;
 
 fn unsafe_plan(dir: &std::path::Path) -> std::path::PathBuf {
     // Reads switch without waiting for the backfill: a reader misses documents.

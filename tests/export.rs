@@ -2,6 +2,9 @@
 //! exactly the generated dirty documents, the round trip generate -> scan -> check, and every
 //! kind of bad input (as findings, or exit code 2, never a panic).
 
+mod common;
+use common::cutover;
+
 use cutover::explore::{CheckOptions, check};
 use cutover::export::generate::{ExportOptions, Generated, write_export};
 use cutover::export::ids::ConvexId;
@@ -11,7 +14,6 @@ use cutover::plan::Plan;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Cursor, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn generate(documents: usize, dirty: u8, legacy: bool) -> (Vec<u8>, Generated) {
     let (w, g) = write_export(
@@ -74,18 +76,6 @@ fn unmappable(r: &ScanReport) -> BTreeSet<(String, String)> {
         .filter(|f| f.kind == FindingKind::Unmappable)
         .map(|f| (f.id.clone().unwrap(), f.path.clone().unwrap()))
         .collect()
-}
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        out.status.code().expect("exited, not killed"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]
@@ -324,7 +314,7 @@ fn a_counterexample_from_an_export_replays_after_the_export_is_gone() {
     let (zip, _) = generate(600, 5, false);
     let export = write(&dir, "e.zip", &zip);
     let saved = dir.join("ce.json");
-    let (code, out, err) = run(&[
+    let (code, out, err) = cutover(&[
         "check",
         "--plan",
         concat!(
@@ -343,10 +333,10 @@ fn a_counterexample_from_an_export_replays_after_the_export_is_gone() {
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("--from-export"), "{out}");
     std::fs::remove_file(&export).unwrap();
-    let (code, out, err) = run(&["replay", saved.to_str().unwrap()]);
+    let (code, out, err) = cutover(&["replay", saved.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("BROKEN"), "{out}");
-    let (code, _, err) = run(&["replay", saved.to_str().unwrap(), "--emit-test"]);
+    let (code, _, err) = cutover(&["replay", saved.to_str().unwrap(), "--emit-test"]);
     assert_eq!(code, 2);
     assert!(err.contains("export"), "{err}");
 }
@@ -358,7 +348,7 @@ fn scan_bin(name: &str, zip: &[u8]) -> (i32, Option<serde_json::Value>, String) 
     let path = write(&dir, "in.zip", zip);
     let before = std::fs::read(&path).unwrap();
     let out = dir.join("out");
-    let (code, stdout, stderr) = run(&[
+    let (code, stdout, stderr) = cutover(&[
         "scan",
         path.to_str().unwrap(),
         "--out",
@@ -590,7 +580,7 @@ fn scan_json_on_stdout_is_one_line_with_every_finding() {
     let (zip, g) = generate(500, 10, false);
     let dir = scratch("stdout");
     let path = write(&dir, "s.zip", &zip);
-    let (code, out, err) = run(&[
+    let (code, out, err) = cutover(&[
         "scan",
         path.to_str().unwrap(),
         "--out",

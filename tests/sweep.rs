@@ -2,6 +2,9 @@
 //! the unsharded result, the counterexample is the lowest failing seed's, Ctrl-C exits 130
 //! with the summary of what finished, and bad input exits 2.
 
+mod common;
+use common::cutover;
+
 use cutover::explore::{CheckOptions, check};
 use cutover::plan::Plan;
 use cutover::sweep::{MergeError, SeedRange, Shard, SweepOptions, SweepResult, merge, sweep};
@@ -142,18 +145,6 @@ fn shards_merge_into_the_unsharded_result() {
     ])
     .unwrap_err();
     assert!(mismatch.to_string().contains("plan"), "{mismatch}");
-}
-
-fn cutover(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(args)
-        .output()
-        .expect("the binary runs");
-    (
-        out.status.code().expect("exited"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

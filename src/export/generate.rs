@@ -73,6 +73,18 @@ fn chunk_seed(seed: u64, chunk: usize) -> u64 {
     seed ^ (chunk as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
+/// Chunk `c` of the generated data (both passes generate it again, the same).
+fn chunk_data(o: &ExportOptions, c: usize) -> data::Dataset {
+    let n = (o.documents - c * CHUNK_DOCUMENTS).clamp(1, CHUNK_DOCUMENTS);
+    data::generate(
+        chunk_seed(o.seed, c),
+        &GenOptions {
+            documents: n,
+            dirty_percent: o.dirty_percent,
+        },
+    )
+}
+
 /// The ids of a chunk's objects and organizations, drawn from the chunk's own stream.
 fn chunk_ids(seed: u64, chunk: usize, objects: usize, orgs: usize) -> (Vec<String>, Vec<String>) {
     let mut rng = ChaCha8Rng::seed_from_u64(chunk_seed(seed, chunk) ^ 0x1d5);
@@ -174,14 +186,7 @@ pub fn write_export<W: Write + Seek>(w: W, o: &ExportOptions) -> Result<(W, Gene
     zip.start_file("objects/documents.jsonl", file)?;
     let mut global = 0usize;
     for c in 0..chunks {
-        let n = (o.documents - c * CHUNK_DOCUMENTS).clamp(1, CHUNK_DOCUMENTS);
-        let data = data::generate(
-            chunk_seed(o.seed, c),
-            &GenOptions {
-                documents: n,
-                dirty_percent: o.dirty_percent,
-            },
-        );
+        let data = chunk_data(o, c);
         let (ids, org_ids) = chunk_ids(o.seed, c, data.objects.len(), data.organizations.len());
         for (name, id) in data.organizations.iter().zip(&org_ids) {
             let mut f = crate::value::Fields::new();
@@ -233,14 +238,7 @@ pub fn write_export<W: Write + Seek>(w: W, o: &ExportOptions) -> Result<(W, Gene
     zip.start_file("objectLinks/documents.jsonl", file)?;
     let mut links_ids = ChaCha8Rng::seed_from_u64(o.seed ^ 0x11c5);
     for c in 0..chunks {
-        let n = (o.documents - c * CHUNK_DOCUMENTS).clamp(1, CHUNK_DOCUMENTS);
-        let data = data::generate(
-            chunk_seed(o.seed, c),
-            &GenOptions {
-                documents: n,
-                dirty_percent: o.dirty_percent,
-            },
-        );
+        let data = chunk_data(o, c);
         let (ids, _) = chunk_ids(o.seed, c, data.objects.len(), data.organizations.len());
         buf.clear();
         for link in &data.links {
