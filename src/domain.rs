@@ -5,10 +5,11 @@
 //! built in `world::Ctx::view`.)
 
 use crate::schema::{FieldSpec, Kind, Source, kind_fields, line_item_fields};
+use crate::store::Doc;
 use crate::validator::Validator;
-use crate::value::{Fields, Value};
+use crate::value::{Fields, Str, Value};
 use std::fmt;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 /// Why a legacy document cannot map to its typed table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,7 +136,8 @@ pub fn derive(kind: Kind, doc: &Fields, strict: bool) -> Result<Fields, MapError
         }
     };
     let spec = &SPECS[kind.index()];
-    let mut out = Fields::new();
+    // Pairs in spec order, sorted once at the end.
+    let mut out: Vec<(Str, Value)> = Vec::with_capacity(spec.fields.len() + 2);
     let mut consumed: Vec<&str> = Vec::new();
     for s in spec.fields.iter().filter(|s| s.source != Source::Derived) {
         let (src, at) = match s.source {
@@ -156,9 +158,23 @@ pub fn derive(kind: Kind, doc: &Fields, strict: bool) -> Result<Fields, MapError
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if !metadata.is_empty() {
-        out.insert("metadata".into(), Value::Object(metadata));
+        out.push(("metadata".into(), Value::Object(metadata)));
     }
-    Ok(out)
+    Ok(Fields::from_pairs(out))
+}
+
+/// `derive` of a stored document version, computed once per version, kind and strictness and
+/// kept in the version's memo: the write path, the diff, the checker and the views of both
+/// a step and of later steps derive the same versions, and every fork of an exploration
+/// shares them.
+pub fn derived(kind: Kind, doc: &Doc, strict: bool) -> &Result<Fields, MapError> {
+    #[derive(Default)]
+    struct Derived([[OnceLock<Result<Fields, MapError>>; 2]; 3]);
+    doc.memo
+        .get_or_init(Derived::default)
+        .expect("a document's memo holds its derivations only")
+        .0[kind.index()][usize::from(strict)]
+    .get_or_init(|| derive(kind, &doc.fields, strict))
 }
 
 /// Where a pulled field lives in the legacy document; its path is only spelled out when the
@@ -180,7 +196,13 @@ impl At {
     }
 }
 
-fn pull(s: &Spec, src: &Fields, at: At, strict: bool, out: &mut Fields) -> Result<(), MapError> {
+fn pull(
+    s: &Spec,
+    src: &Fields,
+    at: At,
+    strict: bool,
+    out: &mut Vec<(Str, Value)>,
+) -> Result<(), MapError> {
     match src.get(s.name) {
         Some(v) => {
             if strict
@@ -193,7 +215,7 @@ fn pull(s: &Spec, src: &Fields, at: At, strict: bool, out: &mut Fields) -> Resul
                     reason: e.reason,
                 });
             }
-            out.insert(s.name.into(), v.clone());
+            out.push((s.name.into(), v.clone()));
         }
         None if strict && !s.optional => {
             return Err(MapError {
@@ -211,7 +233,7 @@ fn derive_transaction(
     cp: &Fields,
     spec: &KindSpecs,
     strict: bool,
-    out: &mut Fields,
+    out: &mut Vec<(Str, Value)>,
     consumed: &mut Vec<&'static str>,
 ) -> Result<(), MapError> {
     let shape = if cp.contains_key("lineItems") {
@@ -221,7 +243,7 @@ fn derive_transaction(
     } else {
         "v1"
     };
-    out.insert("shape".into(), Value::from(shape));
+    out.push(("shape".into(), Value::from(shape)));
     let mut items = Vec::new();
     match shape {
         "v2" => {
@@ -231,11 +253,11 @@ fn derive_transaction(
                     for (i, item) in raw.iter().enumerate() {
                         match item {
                             Value::Object(item) => {
-                                let mut o = Fields::new();
+                                let mut o = Vec::with_capacity(spec.line_item.len());
                                 for s in &spec.line_item {
                                     pull(s, item, At::LineItem(i), strict, &mut o)?;
                                 }
-                                items.push(Value::Object(o));
+                                items.push(Value::Object(Fields::from_pairs(o)));
                             }
                             other if strict => {
                                 return Err(MapError {
@@ -263,16 +285,16 @@ fn derive_transaction(
         }
         "v1" => {
             consumed.extend(V1_CONSUMED);
-            let mut o = Fields::new();
+            let mut o = Vec::with_capacity(spec.line_item.len());
             for s in &spec.line_item {
                 pull(s, cp, At::Custom, strict, &mut o)?;
             }
-            items.push(Value::Object(o));
+            items.push(Value::Object(Fields::from_pairs(o)));
         }
         _ => consumed.extend(TOTALS),
     }
     consumed.extend(TOTALS);
-    out.insert("lineItems".into(), Value::Array(items));
+    out.push(("lineItems".into(), Value::Array(items)));
 
     // Totals: v2 rows carry them; older v1 rows lack them and fall back to the line's gross
     // price; bookings carry `amountInCents`.
@@ -313,13 +335,13 @@ fn derive_transaction(
     // Lenient: a reader sees the raw odd value where there is one.
     let keep = |x: Option<f64>, raw: Option<&Value>| x.map(Value::Float64).or_else(|| raw.cloned());
     if let Some(v) = keep(total, total_raw) {
-        out.insert("totalInCents".into(), v);
+        out.push(("totalInCents".into(), v));
     }
     if let Some(v) = keep(tax, cp.get("taxAmountInCents")) {
-        out.insert("taxAmountInCents".into(), v);
+        out.push(("taxAmountInCents".into(), v));
     }
     if let Some(v) = keep(subtotal, cp.get("subtotalInCents")) {
-        out.insert("subtotalInCents".into(), v);
+        out.push(("subtotalInCents".into(), v));
     }
     Ok(())
 }

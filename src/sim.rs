@@ -3046,7 +3046,7 @@ fn action_transaction(
                         Err(TxError::NotFound(e)) if stale && raw.is_some() => {
                             // The planted bug: write the typed row from the copy read earlier.
                             let raw = raw.as_ref().expect("checked");
-                            match c.map(tx, Kind::Transactions, &raw.fields, Some(raw.id))? {
+                            match c.map_doc(tx, Kind::Transactions, raw)? {
                                 Ok(f) => tx
                                     .insert(c.t.typed[Kind::Transactions.index()], f)
                                     .map(|_| ()),

@@ -43,6 +43,46 @@ pub struct Doc {
     pub fields: Fields,
     /// Convex's size of the fields, measured once when the version is written.
     pub size: usize,
+    /// What readers compute from this version once (see `Memo`).
+    pub memo: Memo,
+}
+
+/// A slot where a reader keeps what it computed from a document version, such as the
+/// domain's derivation of a legacy document (`domain::derived`). A stored version is
+/// immutable, so what is kept there never goes stale, and every reader and every fork of a
+/// store that shares the version shares it. It is not part of the document: equality
+/// ignores it and a cloned document starts with an empty slot. The store never looks
+/// inside.
+#[derive(Default)]
+pub struct Memo(std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>);
+
+impl Memo {
+    /// The value kept in the slot, made by `init` on first use. `T` is the one type its
+    /// reader keeps there; `None` if another type was kept first (a caller's bug).
+    pub fn get_or_init<T: std::any::Any + Send + Sync>(
+        &self,
+        init: impl FnOnce() -> T,
+    ) -> Option<&T> {
+        self.0.get_or_init(|| Box::new(init())).downcast_ref()
+    }
+}
+
+impl Clone for Memo {
+    fn clone(&self) -> Memo {
+        Memo::default()
+    }
+}
+
+impl PartialEq for Memo {
+    fn eq(&self, _: &Memo) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for Memo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Memo")
+    }
 }
 
 impl Doc {
@@ -632,6 +672,7 @@ impl Tx<'_> {
             creation_time: self.begin_time,
             fields,
             size,
+            memo: Memo::default(),
         };
         self.write(id, Some(Arc::new(doc)));
         Ok(id)
@@ -648,6 +689,7 @@ impl Tx<'_> {
             creation_time: old.creation_time,
             fields,
             size,
+            memo: Memo::default(),
         };
         self.write(id, Some(Arc::new(doc)));
         Ok(())

@@ -2,7 +2,6 @@
 //! object, with Convex's total order across types and its document-size accounting.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// A string of the value model. Field names, ids, statuses and most names are short, and a
@@ -11,7 +10,196 @@ use std::fmt;
 pub type Str = compact_str::CompactString;
 
 /// The fields of an object or document, ordered by name so that iteration is deterministic.
-pub type Fields = BTreeMap<Str, Value>;
+///
+/// A sorted vector with the part of `BTreeMap`'s interface the simulator uses. Documents have
+/// a few dozen fields at most, and the simulator builds, clones, compares and drops them on
+/// every step: one allocation per object instead of one per tree node, and lookups by binary
+/// search over contiguous keys. Equality, order and hashing are those of the `BTreeMap` it
+/// replaced (the same sequence of pairs), so digests and state hashes did not change.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fields(Vec<(Str, Value)>);
+
+impl Fields {
+    pub const fn new() -> Fields {
+        Fields(Vec::new())
+    }
+
+    pub fn with_capacity(n: usize) -> Fields {
+        Fields(Vec::with_capacity(n))
+    }
+
+    /// The fields of `pairs` in any order; as `BTreeMap`, a later pair replaces an earlier
+    /// one with the same name. Sorting once beats inserting one by one out of order.
+    pub fn from_pairs(mut pairs: Vec<(Str, Value)>) -> Fields {
+        if !pairs.is_sorted_by(|a, b| a.0 < b.0) {
+            // Reversed, a stable sort puts the last of equal names first, which dedup keeps.
+            pairs.reverse();
+            pairs.sort_by(|a, b| a.0.cmp(&b.0));
+            pairs.dedup_by(|later, kept| later.0 == kept.0);
+        }
+        Fields(pairs)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Where `key` is (`Ok`) or would go (`Err`). Field names mostly differ in their first
+    /// byte, so that is compared before the whole name; small objects are scanned in order,
+    /// which predicts better than a binary search.
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        let cmp = |k: &Str| {
+            let (a, b) = (k.as_bytes(), key.as_bytes());
+            match (a.first(), b.first()) {
+                (Some(x), Some(y)) if x != y => x.cmp(y),
+                _ => a.cmp(b),
+            }
+        };
+        if self.0.len() > 16 {
+            return self.0.binary_search_by(|(k, _)| cmp(k));
+        }
+        for (i, (k, _)) in self.0.iter().enumerate() {
+            match cmp(k) {
+                Ordering::Less => {}
+                Ordering::Equal => return Ok(i),
+                Ordering::Greater => return Err(i),
+            }
+        }
+        Err(self.0.len())
+    }
+
+    pub fn get<Q: AsRef<str> + ?Sized>(&self, key: &Q) -> Option<&Value> {
+        let i = self.find(key.as_ref()).ok()?;
+        Some(&self.0[i].1)
+    }
+
+    pub fn get_mut<Q: AsRef<str> + ?Sized>(&mut self, key: &Q) -> Option<&mut Value> {
+        let i = self.find(key.as_ref()).ok()?;
+        Some(&mut self.0[i].1)
+    }
+
+    pub fn contains_key<Q: AsRef<str> + ?Sized>(&self, key: &Q) -> bool {
+        self.find(key.as_ref()).is_ok()
+    }
+
+    /// Sets a field, returning the value it replaces.
+    pub fn insert(&mut self, key: Str, value: Value) -> Option<Value> {
+        // Fields are mostly built in name order: appending needs no search.
+        if self.0.last().is_none_or(|(last, _)| *last < key) {
+            self.0.push((key, value));
+            return None;
+        }
+        match self.find(&key) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    pub fn remove<Q: AsRef<str> + ?Sized>(&mut self, key: &Q) -> Option<Value> {
+        let i = self.find(key.as_ref()).ok()?;
+        Some(self.0.remove(i).1)
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Str, &Value)> + ExactSizeIterator {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn iter_mut(
+        &mut self,
+    ) -> impl DoubleEndedIterator<Item = (&Str, &mut Value)> + ExactSizeIterator {
+        self.0.iter_mut().map(|(k, v)| (&*k, v))
+    }
+
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &Str> + ExactSizeIterator {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &Value> + ExactSizeIterator {
+        self.0.iter().map(|(_, v)| v)
+    }
+
+    pub fn values_mut(
+        &mut self,
+    ) -> impl DoubleEndedIterator<Item = &mut Value> + ExactSizeIterator {
+        self.0.iter_mut().map(|(_, v)| v)
+    }
+
+    pub fn retain(&mut self, mut keep: impl FnMut(&Str, &mut Value) -> bool) {
+        self.0.retain_mut(|(k, v)| keep(k, v));
+    }
+}
+
+impl std::ops::Index<&str> for Fields {
+    type Output = Value;
+    /// Panics when the field is missing, as `BTreeMap`'s indexing does.
+    fn index(&self, key: &str) -> &Value {
+        self.get(key).unwrap_or_else(|| panic!("no field {key:?}"))
+    }
+}
+
+impl fmt::Debug for Fields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl Extend<(Str, Value)> for Fields {
+    fn extend<I: IntoIterator<Item = (Str, Value)>>(&mut self, iter: I) {
+        for (k, v) in iter {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl FromIterator<(Str, Value)> for Fields {
+    /// As `BTreeMap`: a later pair replaces an earlier one with the same name.
+    fn from_iter<I: IntoIterator<Item = (Str, Value)>>(iter: I) -> Fields {
+        Fields::from_pairs(iter.into_iter().collect())
+    }
+}
+
+impl<const N: usize> From<[(Str, Value); N]> for Fields {
+    fn from(pairs: [(Str, Value); N]) -> Fields {
+        pairs.into_iter().collect()
+    }
+}
+
+impl IntoIterator for Fields {
+    type Item = (Str, Value);
+    type IntoIter = std::vec::IntoIter<(Str, Value)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Fields {
+    type Item = (&'a Str, &'a Value);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (Str, Value)>,
+        fn(&'a (Str, Value)) -> (&'a Str, &'a Value),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<'a> IntoIterator for &'a mut Fields {
+    type Item = (&'a Str, &'a mut Value);
+    type IntoIter = std::iter::Map<
+        std::slice::IterMut<'a, (Str, Value)>,
+        fn(&'a mut (Str, Value)) -> (&'a Str, &'a mut Value),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter_mut().map(|(k, v)| (&*k, v))
+    }
+}
 
 /// One Convex value. `Int64` and `Float64` are different types, as `v.int64()` and
 /// `v.number()` are.

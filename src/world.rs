@@ -4,7 +4,7 @@
 //! `legacy` forever.
 
 use crate::data::Dataset;
-use crate::domain::{MapError, derive, for_each_reference, kind_of};
+use crate::domain::{MapError, derive, derived, for_each_reference, kind_of};
 use crate::plan::{
     BackfillConflict, BackfillCursor, BackfillRead, BackfillStart, BackfillWrite, Condition,
     DeleteMirroring, DoubleWrite, InvalidDocuments, Phase, Plan, QuarantineReads, ReadMode,
@@ -921,13 +921,8 @@ impl World {
 
     /// The strict mapping of a document against the store as it is now (a read-only
     /// transaction), for the diff and the checker.
-    pub fn map_now(
-        &mut self,
-        kind: Kind,
-        fields: &Fields,
-        legacy: Option<DocId>,
-    ) -> Result<Fields, MapError> {
-        self.mutate(0, |c, tx| c.map(tx, kind, fields, legacy))
+    pub fn map_now(&mut self, kind: Kind, doc: &Doc) -> Result<Fields, MapError> {
+        self.mutate(0, |c, tx| c.map_doc(tx, kind, doc))
             .unwrap_or_else(|e| {
                 Err(MapError {
                     blocked_by: None,
@@ -963,7 +958,7 @@ impl World {
         {
             return mapped.clone();
         }
-        let mapped = self.map_now(kind, &doc.fields, Some(doc.id));
+        let mapped = self.map_now(kind, doc);
         self.ctx
             .mapped
             .insert(doc.id, (doc.clone(), mapped.clone()));
@@ -1250,7 +1245,28 @@ impl Ctx {
         fields: &Fields,
         legacy: Option<DocId>,
     ) -> Result<Result<Fields, MapError>, TxError> {
-        let mut out = match derive(kind, fields, true) {
+        self.map_derived(tx, kind, derive(kind, fields, true), legacy)
+    }
+
+    /// `map` of a document version with its own id as `legacyId`, from the version's
+    /// memoized derivation (`domain::derived`).
+    pub fn map_doc(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        doc: &Doc,
+    ) -> Result<Result<Fields, MapError>, TxError> {
+        self.map_derived(tx, kind, derived(kind, doc, true).clone(), Some(doc.id))
+    }
+
+    fn map_derived(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        derived: Result<Fields, MapError>,
+        legacy: Option<DocId>,
+    ) -> Result<Result<Fields, MapError>, TxError> {
+        let mut out = match derived {
             Ok(out) => out,
             Err(e) => return Ok(Err(e)),
         };
@@ -1410,7 +1426,7 @@ impl Ctx {
     ) -> Result<Synced, TxError> {
         let legacy = doc.id;
         let mapped: Result<std::convert::Infallible, MapError> =
-            match self.map(tx, kind, &doc.fields, Some(legacy))? {
+            match self.map_doc(tx, kind, doc)? {
                 Ok(fields) => {
                     match self.write_typed_row(tx, kind, legacy, fields, typed.as_ref(), conflict) {
                         Ok(Synced::Migrated) => {
@@ -1939,6 +1955,7 @@ impl Ctx {
                         creation_time: 0,
                         fields: fields.clone(),
                         size: 0,
+                        memo: Default::default(),
                     };
                     let typed = self.typed_of_legacy(tx, kind, legacy)?;
                     let quarantined = self.quarantine_entry(tx, legacy)?;
@@ -2087,7 +2104,7 @@ impl Ctx {
     /// memoized: keys are learned over time but never change).
     fn view_uncached(&self, kind: Kind, doc: &Doc) -> (Value, bool) {
         let (mut fields, key) = if doc.id.table == self.t.objects {
-            let f = derive(kind, &doc.fields, false).unwrap_or_default();
+            let f = derived(kind, doc, false).clone().unwrap_or_default();
             (f, self.key_of(doc.id))
         } else {
             let mut f = doc.fields.clone();

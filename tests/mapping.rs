@@ -33,9 +33,8 @@ fn an_unmigrated_event_blocks_transactions_at_their_legacy_field() {
             continue; // bookings reference no event
         };
         let id = world.handle(i as u32).unwrap();
-        let err = world
-            .map_now(Kind::Transactions, &obj.fields, Some(id))
-            .unwrap_err();
+        let doc = world.store.peek(id).unwrap().clone();
+        let err = world.map_now(Kind::Transactions, &doc).unwrap_err();
         assert_eq!(err.path, expected);
         let event = if v1 {
             &cp["eventId"]
