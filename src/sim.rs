@@ -20,7 +20,7 @@ use crate::world::{
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// A choice among existing entities, taken modulo their number when the step runs, so that
@@ -688,7 +688,7 @@ pub struct Sim {
     pending: [BTreeSet<DocId>; 3],
     step_no: usize,
     skew_max: u64,
-    hasher: DefaultHasher,
+    hasher: foldhash::quality::FoldHasher<'static>,
     pub stats: Stats,
     verbose: bool,
     pub trace: Vec<TraceLine>,
@@ -784,7 +784,7 @@ impl Sim {
             pending,
             step_no: 0,
             skew_max: u64::from(options.skew_max_ms),
-            hasher: DefaultHasher::new(),
+            hasher: crate::store::state_hasher(),
             stats: Stats::default(),
             verbose: false,
             trace: Vec::new(),
@@ -1857,7 +1857,7 @@ impl Sim {
         };
         match (&m, &o) {
             (Ok(a), Ok(_)) => {
-                let mut h = DefaultHasher::new();
+                let mut h = crate::store::state_hasher();
                 a.hash(&mut h);
                 h.finish().hash(&mut self.hasher);
             }

@@ -4,7 +4,7 @@
 
 use crate::validator::{ValidationError, Validator, parse_id};
 use crate::value::{Fields, Value, measure_fields};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -96,7 +96,7 @@ pub const DOC_HASHES_MAX: usize = 1 << 16;
 
 /// The hasher of exhaustive exploration's state hashes: foldhash's high-quality variant with
 /// a fixed seed (fast, well distributed over 64 bits, the same in every process).
-pub fn state_hasher() -> impl std::hash::Hasher {
+pub fn state_hasher() -> foldhash::quality::FoldHasher<'static> {
     use std::hash::BuildHasher;
     foldhash::quality::FixedState::with_seed(0x5EED_C0DE).build_hasher()
 }
@@ -224,11 +224,26 @@ pub struct Write {
 struct Table {
     /// Shared: forking a store (exhaustive exploration clones it) copies no schema.
     def: Arc<TableDef>,
-    docs: BTreeMap<u32, Arc<Doc>>,
+    /// By sequence number: ids are dense, so a lookup is an array access.
+    docs: Vec<Option<Arc<Doc>>>,
+    /// The documents in `docs`.
+    live: usize,
     seq_next: u32,
-    /// Each index maps its keys to the document version, so a range read needs no second
-    /// lookup in `docs`.
-    indexes: Vec<BTreeMap<IndexKey, Arc<Doc>>>,
+    /// Each index holds its keys; the key ends in the id, which finds the document in
+    /// `docs`. An update that leaves a document's indexed fields alone touches no index.
+    indexes: Vec<BTreeSet<IndexKey>>,
+}
+
+impl Table {
+    fn doc(&self, seq: u32) -> Option<&Arc<Doc>> {
+        self.docs.get(seq as usize)?.as_ref()
+    }
+
+    /// The document an index key points at.
+    fn indexed(&self, key: &IndexKey) -> &Arc<Doc> {
+        self.doc(key.id.seq)
+            .expect("index out of step with its table")
+    }
 }
 
 /// The database: a fixed schema of tables, a clock, and the log of committed writes that the
@@ -263,9 +278,10 @@ impl Store {
             .into_iter()
             .map(|def| {
                 Arc::new(Table {
-                    indexes: def.indexes.iter().map(|_| BTreeMap::new()).collect(),
+                    indexes: def.indexes.iter().map(|_| BTreeSet::new()).collect(),
                     def: Arc::new(def),
-                    docs: BTreeMap::new(),
+                    docs: Vec::new(),
+                    live: 0,
                     seq_next: 1,
                 })
             })
@@ -368,11 +384,11 @@ impl Store {
 
     /// Reads a document outside any transaction (for the checker and reports).
     pub fn peek(&self, id: DocId) -> Option<&Arc<Doc>> {
-        self.tables.get(usize::from(id.table))?.docs.get(&id.seq)
+        self.tables.get(usize::from(id.table))?.doc(id.seq)
     }
 
     pub fn len(&self, table: TableNo) -> usize {
-        self.tables[usize::from(table)].docs.len()
+        self.tables[usize::from(table)].live
     }
 
     pub fn is_empty(&self, table: TableNo) -> bool {
@@ -382,7 +398,7 @@ impl Store {
     /// Every document of a table in id order (for setup, full diffs and reports, never on the
     /// per-step path).
     pub fn scan(&self, table: TableNo) -> impl Iterator<Item = &Arc<Doc>> {
-        self.tables[usize::from(table)].docs.values()
+        self.tables[usize::from(table)].docs.iter().flatten()
     }
 
     /// Feeds everything that decides what the store does next to `h`: every document (id,
@@ -391,8 +407,8 @@ impl Store {
         use std::hash::Hash;
         for t in &self.tables {
             t.seq_next.hash(h);
-            t.docs.len().hash(h);
-            for d in t.docs.values() {
+            t.live.hash(h);
+            for d in t.docs.iter().flatten() {
                 cache.of(d).hash(h);
             }
         }
@@ -405,7 +421,8 @@ impl Store {
         prefix: &'a [Value],
     ) -> impl Iterator<Item = &'a Arc<Doc>> + 'a {
         let table = &self.tables[usize::from(index.table)];
-        range_after(&table.indexes[usize::from(index.index)], prefix, None).map(|(_, d)| d)
+        range_after(&table.indexes[usize::from(index.index)], prefix, None)
+            .map(|k| table.indexed(k))
     }
 
     /// Takes the writes committed since the last call.
@@ -456,28 +473,30 @@ impl Store {
     /// Replaces the stored version of `id` (or removes it) and keeps every index in step.
     fn put(&mut self, id: DocId, doc: Option<Arc<Doc>>) -> Option<Arc<Doc>> {
         let table = Arc::make_mut(&mut self.tables[usize::from(id.table)]);
-        let before = match &doc {
-            Some(d) => table.docs.insert(id.seq, d.clone()),
-            None => table.docs.remove(&id.seq),
-        };
+        let slot = id.seq as usize;
+        if table.docs.len() <= slot {
+            table.docs.resize(slot + 1, None);
+        }
+        let before = std::mem::replace(&mut table.docs[slot], doc.clone());
+        table.live = table.live + usize::from(doc.is_some()) - usize::from(before.is_some());
         for (def, index) in table.def.indexes.iter().zip(table.indexes.iter_mut()) {
-            let old_key = before.as_ref().map(|d| Store::index_key(def, d));
-            let new_key = doc.as_ref().map(|d| Store::index_key(def, d));
-            if old_key == new_key {
-                // Most updates do not touch indexed fields: the entry stays, pointing at the
-                // new version.
-                if let (Some(k), Some(d)) = (new_key, &doc) {
-                    let entry = index.get_mut(&k).expect("index out of step with its table");
-                    *entry = d.clone();
-                }
+            if let (Some(a), Some(b)) = (&before, &doc)
+                && a.creation_time == b.creation_time
+                && def
+                    .fields
+                    .iter()
+                    .all(|f| get_path(&a.fields, f) == get_path(&b.fields, f))
+            {
+                // Most updates do not touch indexed fields: the key stays, and it finds the
+                // new version in `docs`.
                 continue;
             }
-            if let Some(k) = old_key {
-                let removed = index.remove(&k);
-                assert!(removed.is_some(), "index out of step with its table");
+            if let Some(a) = &before {
+                let removed = index.remove(&Store::index_key(def, a));
+                assert!(removed, "index out of step with its table");
             }
-            if let (Some(k), Some(d)) = (new_key, &doc) {
-                index.insert(k, d.clone());
+            if let Some(b) = &doc {
+                index.insert(Store::index_key(def, b));
             }
         }
         before
@@ -485,10 +504,10 @@ impl Store {
 }
 
 fn range_after<'a>(
-    index: &'a BTreeMap<IndexKey, Arc<Doc>>,
+    index: &'a BTreeSet<IndexKey>,
     prefix: &'a [Value],
     after: Option<&IndexKey>,
-) -> impl Iterator<Item = (&'a IndexKey, &'a Arc<Doc>)> + 'a {
+) -> impl Iterator<Item = &'a IndexKey> + 'a {
     let lower = match after {
         Some(cursor) => Bound::Excluded(cursor.clone()),
         None => Bound::Included(IndexKey {
@@ -497,15 +516,13 @@ fn range_after<'a>(
             id: DocId { table: 0, seq: 0 },
         }),
     };
-    index
-        .range((lower, Bound::Unbounded))
-        .take_while(move |(k, _)| {
-            k.values.len() >= prefix.len()
-                && k.values
-                    .iter()
-                    .zip(prefix)
-                    .all(|(a, b)| a.as_ref() == Some(b))
-        })
+    index.range((lower, Bound::Unbounded)).take_while(move |k| {
+        k.values.len() >= prefix.len()
+            && k.values
+                .iter()
+                .zip(prefix)
+                .all(|(a, b)| a.as_ref() == Some(b))
+    })
 }
 
 /// One running mutation. Writes apply in place with an undo log, so the mutation reads its
@@ -568,17 +585,18 @@ impl Tx<'_> {
         limit: usize,
     ) -> Result<Page, TxError> {
         let table = &self.store.tables[usize::from(index.table)];
-        let def = &table.def.indexes[usize::from(index.index)];
         let mut docs = Vec::new();
+        let mut cursor = None;
         let mut done = true;
-        for (_, doc) in range_after(&table.indexes[usize::from(index.index)], prefix, after) {
+        for key in range_after(&table.indexes[usize::from(index.index)], prefix, after) {
             if docs.len() == limit {
                 done = false;
                 break;
             }
-            docs.push(doc.clone());
+            docs.push(table.indexed(key).clone());
+            cursor = Some(key);
         }
-        let cursor = docs.last().map(|d| Store::index_key(def, d));
+        let cursor = cursor.cloned();
         for d in &docs {
             self.count_read(d)?;
         }
