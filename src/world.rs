@@ -41,6 +41,9 @@ pub struct PlantedBugs {
     pub refund_upserts_stale_copy: bool,
     /// In `typed_only`, updates still go to `objects` only.
     pub typed_only_writes_legacy: bool,
+    /// A typed-only update whose reference has no typed row fails instead of moving the
+    /// entity back to objects, quarantined (the seed plan's first known counterexample).
+    pub typed_only_rejects_unresolved_references: bool,
     /// Typed list reads drop their first row.
     pub typed_list_drops_first: bool,
 }
@@ -763,6 +766,23 @@ impl World {
             .peek_range(self.t.quarantine_by_kind, &[Value::from(kind.table())])
             .next()
             .is_some()
+    }
+
+    /// Each quarantined document of `kind` as `legacy id: path: reason`, in the quarantine's
+    /// order, outside any transaction (for tests and reports).
+    pub fn peek_quarantine(&self, kind: Kind) -> Vec<String> {
+        self.store
+            .peek_range(self.t.quarantine_by_kind, &[Value::from(kind.table())])
+            .map(|q| {
+                let field = |name: &str| q.get(name).and_then(Value::as_str).unwrap_or_default();
+                format!(
+                    "{}: {}: {}",
+                    field("legacyId"),
+                    field("path"),
+                    field("reason")
+                )
+            })
+            .collect()
     }
 
     /// The documents of the backfill page of `kind` read and waiting to be written.
@@ -1503,45 +1523,13 @@ impl Ctx {
     fn mirror_back(&self, tx: &mut Tx<'_>, kind: Kind) -> Result<Vec<(DocId, DocId)>, TxError> {
         let mut created = Vec::new();
         for row in tx.range(self.t.typed_by_legacy[kind.index()], &[])? {
-            let mut fields = row.fields.clone();
-            let legacy = fields
-                .remove("legacyId")
-                .and_then(|v| v.as_str().and_then(|s| self.parse_id(s)));
-            for_each_reference(kind, &mut fields, |_, target, v| {
-                if let Some(target) = target
-                    && let Some(id) = v.as_str().and_then(|s| self.parse_id(s))
-                    && id.table == self.t.typed[target.index()]
-                    && let Some(l) = tx.get(id)?.and_then(|r| self.legacy_of(&r))
-                {
-                    *v = Value::String(self.id_string(l));
-                }
-                Ok::<(), TxError>(())
-            })?;
-            let back = crate::domain::reverse(kind, &fields);
-            match legacy {
-                Some(l) => {
-                    if self.quarantine_entry(tx, l)?.is_some() {
-                        continue;
-                    }
-                    // A legacy document that is gone has nothing to copy back to.
-                    if let Some(doc) = tx.get(l)? {
-                        let merged = keep_dropped_fields(kind, &doc.fields, back);
-                        if merged != doc.fields {
-                            tx.replace(l, merged)?;
-                        }
-                    }
-                }
-                None => {
-                    let l = tx.insert(self.t.objects, back)?;
-                    let mut with_legacy = row.fields.clone();
-                    with_legacy.insert("legacyId".into(), Value::String(self.id_string(l)));
-                    tx.replace(row.id, with_legacy)?;
-                    let mut m = Fields::new();
-                    m.insert("legacyId".into(), Value::String(self.id_string(l)));
-                    m.insert("typedId".into(), Value::String(self.id_string(row.id)));
-                    tx.insert(self.t.id_map, m)?;
-                    created.push((l, row.id));
-                }
+            if let Some(l) = self.legacy_of(&row)
+                && self.quarantine_entry(tx, l)?.is_some()
+            {
+                continue;
+            }
+            if let Some((l, true)) = self.copy_back(tx, kind, &row)? {
+                created.push((l, row.id));
             }
         }
         // Legacy copies of entities deleted while the kind was typed-only.
@@ -1555,6 +1543,57 @@ impl Ctx {
             }
         }
         Ok(created)
+    }
+
+    /// Copies one typed row back to `objects`: its legacy document gets the row's fields
+    /// (references turned back into legacy ids), and a row created typed-only gets a new
+    /// legacy document (and its `legacyId`, and an id map entry). Returns the legacy document
+    /// and whether it was created; `None` when the legacy document is gone (it has nothing
+    /// to copy back to).
+    fn copy_back(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        row: &Doc,
+    ) -> Result<Option<(DocId, bool)>, TxError> {
+        let mut fields = row.fields.clone();
+        let legacy = fields
+            .remove("legacyId")
+            .and_then(|v| v.as_str().and_then(|s| self.parse_id(s)));
+        for_each_reference(kind, &mut fields, |_, target, v| {
+            if let Some(target) = target
+                && let Some(id) = v.as_str().and_then(|s| self.parse_id(s))
+                && id.table == self.t.typed[target.index()]
+                && let Some(l) = tx.get(id)?.and_then(|r| self.legacy_of(&r))
+            {
+                *v = Value::String(self.id_string(l));
+            }
+            Ok::<(), TxError>(())
+        })?;
+        let back = crate::domain::reverse(kind, &fields);
+        match legacy {
+            Some(l) => {
+                let Some(doc) = tx.get(l)? else {
+                    return Ok(None);
+                };
+                let merged = keep_dropped_fields(kind, &doc.fields, back);
+                if merged != doc.fields {
+                    tx.replace(l, merged)?;
+                }
+                Ok(Some((l, false)))
+            }
+            None => {
+                let l = tx.insert(self.t.objects, back)?;
+                let mut with_legacy = row.fields.clone();
+                with_legacy.insert("legacyId".into(), Value::String(self.id_string(l)));
+                tx.replace(row.id, with_legacy)?;
+                let mut m = Fields::new();
+                m.insert("legacyId".into(), Value::String(self.id_string(l)));
+                m.insert("typedId".into(), Value::String(self.id_string(row.id)));
+                tx.insert(self.t.id_map, m)?;
+                Ok(Some((l, true)))
+            }
+        }
     }
 
     /// Inserts or replaces the typed row of `legacy` (`typed`: the row found, if the caller
@@ -1827,27 +1866,15 @@ impl Ctx {
     ) -> Result<(), TxError> {
         let mut fields = row.fields.clone();
         for c in changes {
-            let value = match &c.value {
-                None => None,
-                Some(Arg::Plain(v)) => Some(v.clone()),
-                Some(Arg::Ref(k)) => {
-                    let s = self.ref_string(*k);
-                    let target = crate::domain::reference_fields(kind)
-                        .iter()
-                        .find(|(n, _)| *n == c.field)
-                        .and_then(|(_, t)| *t);
-                    match (target, s.as_str()) {
-                        (Some(t), Some(s)) => match self.remap(tx, t, s)? {
-                            Some(typed) => Some(Value::from(typed)),
-                            None => {
-                                return Err(TxError::Threw(format!(
-                                    "{}: {s} has no {t} row",
-                                    c.field
-                                )));
-                            }
-                        },
-                        _ => Some(s),
-                    }
+            let value = match self.typed_value(tx, kind, c)? {
+                Ok(value) => value,
+                Err(unresolved) => {
+                    return Err(TxError::Threw(format!(
+                        "{}: {unresolved} has no {} row",
+                        c.field,
+                        self.reference_target(kind, c.field)
+                            .map_or("typed", |t| t.table())
+                    )));
                 }
             };
             if crate::schema::is_typed_field(kind, c.field) {
@@ -1871,6 +1898,39 @@ impl Ctx {
         }
         fields.insert("updatedAt".into(), Value::Float64(self.now_ms()));
         tx.replace(row.id, fields)
+    }
+
+    /// The kind a reference field of `kind` points at, if it is a reference to a migrating
+    /// kind.
+    fn reference_target(&self, kind: Kind, field: &str) -> Option<Kind> {
+        crate::domain::reference_fields(kind)
+            .iter()
+            .find(|(n, _)| *n == field)
+            .and_then(|(_, t)| *t)
+    }
+
+    /// The value a change writes to a typed row: a reference is remapped to the typed id of
+    /// its target. `Err` holds a referenced id that has no typed row.
+    fn typed_value(
+        &self,
+        tx: &mut Tx<'_>,
+        kind: Kind,
+        c: &Change,
+    ) -> Result<Result<Option<Value>, String>, TxError> {
+        Ok(Ok(match &c.value {
+            None => None,
+            Some(Arg::Plain(v)) => Some(v.clone()),
+            Some(Arg::Ref(k)) => {
+                let s = self.ref_string(*k);
+                match (self.reference_target(kind, c.field), s.as_str()) {
+                    (Some(t), Some(id)) => match self.remap(tx, t, id)? {
+                        Some(typed) => Some(Value::from(typed)),
+                        None => return Ok(Err(id.to_string())),
+                    },
+                    _ => Some(s),
+                }
+            }
+        }))
     }
 
     /// The typed row and the legacy id of an entity, as the client's handle leads to them.
@@ -1938,7 +1998,25 @@ impl Ctx {
             if let Some(row) = typed
                 && !self.quarantined(tx, legacy)?
             {
-                return self.update_typed(tx, kind, &row, changes);
+                let mut resolves = true;
+                for c in changes {
+                    resolves &= self.typed_value(tx, kind, c)?.is_ok();
+                }
+                if resolves || self.bugs.typed_only_rejects_unresolved_references {
+                    return self.update_typed(tx, kind, &row, changes);
+                }
+                // The change references an entity that has no typed row (it is quarantined,
+                // so it lives in objects): the row cannot hold the reference, and the app
+                // without the migration accepts the write. The entity moves back to objects,
+                // quarantined like a document created typed-only that cannot be typed, and
+                // is read from there; the quarantine retry brings it back once the target
+                // has a row (regression test `seed_plan_moves_a_ticket_to_an_event_
+                // quarantined_after_tickets_went_typed_only`).
+                let Some((l, _)) = self.copy_back(tx, kind, &row)? else {
+                    return Err(TxError::NotFound(format!("{kind} #{key}")));
+                };
+                self.update_legacy(tx, l, changes)?;
+                return self.sync(tx, kind, l).map(drop);
             }
         }
         let Some(legacy) = self.legacy_writable(tx, kind, legacy)? else {

@@ -297,17 +297,20 @@ fn a_quarantine_episode_keeps_the_typed_id_of_a_referenced_event() {
 }
 
 /// Found by `cutover sweep --seeds 200000..230000 --documents 200 --steps 400` (seed
-/// 202442, the only failing seed of 30,000): a KNOWN OPEN PROBLEM of the seed plan, pinned
-/// here until the plan or the model answers it. Tickets went `typed_only` while events were
-/// still double-written; `dependencies_clean` held at that switch, but it is checked once:
-/// at step 21 a new event's typed half is rejected by the validator (the
-/// `typed_write_rejected` fault) and the event goes to the quarantine, and at step 22 moving
-/// a ticket to that event fails in the migrated app (a typed ticket cannot reference an
-/// event without a typed row) while the app without the migration accepts it. When a fix
-/// lands (a stronger guard, or a ticket write that migrates its event on demand), this test
-/// fails and becomes the regression test of that fix.
+/// 202442, the only failing seed of 30,000), the seed plan's first counterexample. Tickets
+/// went `typed_only` while events were still double-written; `dependencies_clean` held at
+/// that switch, but it is checked once: at step 21 a new event's typed half is rejected by
+/// the validator (the `typed_write_rejected` fault) and the event goes to the quarantine,
+/// and at step 22 moving a ticket to that event failed in the migrated app (a typed ticket
+/// cannot reference an event without a typed row) while the app without the migration
+/// accepted it. A guard cannot prevent it (the quarantine comes after the switch), and the
+/// event cannot be migrated on demand (its typed write is what was rejected). The fix: such
+/// a typed-only update moves the ticket back to `objects`, quarantined, the way a document
+/// created typed-only that cannot be typed lives on there, and reads serve it from there.
+/// With the old behaviour planted (`typed_only_rejects_unresolved_references`), the same
+/// steps fail as they did.
 #[test]
-fn seed_plan_rejects_a_ticket_move_to_an_event_quarantined_after_tickets_went_typed_only() {
+fn seed_plan_moves_a_ticket_to_an_event_quarantined_after_tickets_went_typed_only() {
     use cutover::plan::Plan;
     use cutover::sim::{Invariant, Sim, SimOptions, Step};
     let steps: Vec<Step> = serde_json::from_str(
@@ -427,15 +430,25 @@ fn seed_plan_rejects_a_ticket_move_to_an_event_quarantined_after_tickets_went_ty
         skew_max_ms: 30,
         ..SimOptions::default()
     };
-    let mut sim = Sim::new(
-        std::sync::Arc::new(Plan::seed()),
-        &options,
-        677927183755335826,
+    let plan = std::sync::Arc::new(Plan::seed());
+    let mut sim = Sim::new(plan.clone(), &options, 677927183755335826);
+    sim.run(&steps).unwrap_or_else(|f| panic!("{f}"));
+    // The moved ticket lives in objects now, quarantined, behind the event it references.
+    let quarantined = sim.migrated.peek_quarantine(Kind::Tickets);
+    assert!(
+        quarantined
+            .iter()
+            .any(|q| q.contains("has no row in events")),
+        "{quarantined:?}"
     );
+
+    let mut options = options;
+    options.bugs.typed_only_rejects_unresolved_references = true;
+    let mut sim = Sim::new(plan, &options, 677927183755335826);
     sim.set_verbose(true);
     let failure = sim
         .run(&steps)
-        .expect_err("the seed plan breaks an invariant");
+        .expect_err("the old behaviour breaks an invariant");
     assert_eq!(failure.invariant, Invariant::AcknowledgedWriteKept);
     assert_eq!(failure.step, 22);
     let explained = failure.explained.expect("classified");
