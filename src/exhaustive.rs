@@ -18,7 +18,6 @@ use crate::data::{self, GenOptions};
 use crate::plan::Plan;
 use crate::schema::Kind;
 use crate::sim::{Failure, Op, Read, Sim, SimOptions, Step, TraceLine};
-use crate::store::DocHashes;
 use rustc_hash::FxHashSet;
 use std::sync::Arc;
 
@@ -200,10 +199,8 @@ pub fn explore_jobs(
     };
     let root = Sim::from_dataset(plan.clone(), options, dataset);
     let jobs = jobs.max(1);
-    // One document-hash memo per worker, kept across chunks and depths.
-    let mut caches: Vec<DocHashes> = (0..jobs).map(|_| DocHashes::default()).collect();
     let mut visited: FxHashSet<u64> = FxHashSet::default();
-    visited.insert(root.state_hash(&mut caches[0]));
+    visited.insert(root.state_hash());
     let mut result = Exploration {
         depth: 0,
         states: 1,
@@ -221,7 +218,7 @@ pub fn explore_jobs(
             if chunk.is_empty() {
                 break;
             }
-            for child in expand(chunk, &root, scenario, &visited, &mut caches) {
+            for child in expand(chunk, &root, scenario, &visited, jobs) {
                 if result.transitions >= budget {
                     result.cut_short = true;
                     break 'depths;
@@ -285,12 +282,12 @@ fn expand(
     root: &Sim,
     scenario: &Scenario,
     visited: &FxHashSet<u64>,
-    caches: &mut [DocHashes],
+    jobs: usize,
 ) -> Vec<Child> {
-    if caches.len() == 1 || chunk.len() == 1 {
-        return expand_part(chunk, root, scenario, visited, &mut caches[0]);
+    if jobs == 1 || chunk.len() == 1 {
+        return expand_part(chunk, root, scenario, visited);
     }
-    let per = chunk.len().div_ceil(caches.len());
+    let per = chunk.len().div_ceil(jobs);
     let mut parts: Vec<Vec<Node>> = Vec::new();
     let mut nodes = chunk.into_iter();
     loop {
@@ -303,12 +300,11 @@ fn expand(
     std::thread::scope(|scope| {
         let handles: Vec<_> = parts
             .into_iter()
-            .zip(caches.iter_mut())
-            .map(|(part, cache)| {
+            .map(|part| {
                 // A simulation is not `Sync` (its context has cells): each worker replays
                 // from its own copy of the initial state.
                 let root = root.clone();
-                scope.spawn(move || expand_part(part, &root, scenario, visited, cache))
+                scope.spawn(move || expand_part(part, &root, scenario, visited))
             })
             .collect();
         handles
@@ -323,7 +319,6 @@ fn expand_part(
     root: &Sim,
     scenario: &Scenario,
     visited: &FxHashSet<u64>,
-    cache: &mut DocHashes,
 ) -> Vec<Child> {
     let mut out = Vec::with_capacity(part.len() * scenario.alphabet.len());
     // Siblings sit next to each other in the frontier: the state of the last parent rebuilt
@@ -354,7 +349,7 @@ fn expand_part(
             out.push(match outcome {
                 Err(_) => Child::Failed(path),
                 Ok(()) => {
-                    let h = sim.state_hash(cache);
+                    let h = sim.state_hash();
                     if visited.contains(&h) {
                         Child::Seen
                     } else {

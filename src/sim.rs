@@ -11,7 +11,7 @@ use crate::plan::{
     UpdateMirroring, WritePath,
 };
 use crate::schema::{Kind, PAYMENT_STATUSES, TICKET_STATUSES, typed_validator_of};
-use crate::store::{Doc, DocHashes, DocId, TxError, Write};
+use crate::store::{Doc, DocId, TxError, Write};
 use crate::value::{Fields, Value};
 use crate::world::{
     Arg, BackfillOutcome, Change, Half, Key, PlantedBugs, Route, Stashed, Switch, TICKS_PER_STEP,
@@ -842,10 +842,10 @@ impl Sim {
     /// depth behave alike from there on (up to hash collisions), which is what exhaustive
     /// exploration deduplicates on.
     /// `docs` caches document hashes across the forks of one exploration.
-    pub fn state_hash(&self, docs: &mut DocHashes) -> u64 {
+    pub fn state_hash(&self) -> u64 {
         let mut h = crate::store::state_hasher();
-        self.migrated.hash_state(&mut h, docs);
-        self.oracle.hash_state(&mut h, docs);
+        self.migrated.hash_state(&mut h);
+        self.oracle.hash_state(&mut h);
         let b = &self.book;
         (b.next, &b.kinds, &b.products, &b.sessions).hash(&mut h);
         for (key, field, value) in b.dirty.iter().flatten() {

@@ -54,7 +54,11 @@ pub struct Doc {
 /// ignores it and a cloned document starts with an empty slot. The store never looks
 /// inside.
 #[derive(Default)]
-pub struct Memo(std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>);
+pub struct Memo {
+    slot: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
+    /// The store's own: the version's content hash (`Doc::content_hash`).
+    hash: std::sync::OnceLock<u64>,
+}
 
 impl Memo {
     /// The value kept in the slot, made by `init` on first use. `T` is the one type its
@@ -63,7 +67,7 @@ impl Memo {
         &self,
         init: impl FnOnce() -> T,
     ) -> Option<&T> {
-        self.0.get_or_init(|| Box::new(init())).downcast_ref()
+        self.slot.get_or_init(|| Box::new(init())).downcast_ref()
     }
 }
 
@@ -89,49 +93,26 @@ impl Doc {
     pub fn get(&self, field: &str) -> Option<&Value> {
         self.fields.get(field)
     }
-}
 
-/// The most document versions a `DocHashes` remembers before it starts over.
-pub const DOC_HASHES_MAX: usize = 1 << 16;
+    /// The hash of the version's id, creation time and fields, computed once per version
+    /// (exhaustive exploration hashes every state, and forks share most versions).
+    pub fn content_hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        *self.memo.hash.get_or_init(|| {
+            let mut h = state_hasher();
+            self.id.hash(&mut h);
+            self.creation_time.hash(&mut h);
+            self.fields.hash(&mut h);
+            h.finish()
+        })
+    }
+}
 
 /// The hasher of exhaustive exploration's state hashes: foldhash's high-quality variant with
 /// a fixed seed (fast, well distributed over 64 bits, the same in every process).
 pub fn state_hasher() -> foldhash::quality::FoldHasher<'static> {
     use std::hash::BuildHasher;
     foldhash::quality::FixedState::with_seed(0x5EED_C0DE).build_hasher()
-}
-
-/// The content hashes of document versions, computed once per version: a stored version is
-/// an immutable `Arc`, shared by every fork of a store, so exhaustive exploration hashes
-/// each version once instead of at every state. It keeps the versions it has seen alive,
-/// so an address (the key, as a number so that the memo can move to a worker thread) is
-/// never reused for another version while it is cached.
-#[derive(Default)]
-pub struct DocHashes {
-    /// Keyed by address; bounded by `DOC_HASHES_MAX`.
-    by_version: rustc_hash::FxHashMap<usize, (Arc<Doc>, u64)>,
-}
-
-impl DocHashes {
-    /// The hash of a version's id, creation time and fields.
-    pub fn of(&mut self, d: &Arc<Doc>) -> u64 {
-        use std::hash::{Hash, Hasher};
-        if let Some((_, h)) = self.by_version.get(&(Arc::as_ptr(d) as usize)) {
-            return *h;
-        }
-        if self.by_version.len() >= DOC_HASHES_MAX {
-            // A memo: forgetting it changes no hash, and it bounds the versions kept alive.
-            self.by_version.clear();
-        }
-        let mut h = state_hasher();
-        d.id.hash(&mut h);
-        d.creation_time.hash(&mut h);
-        d.fields.hash(&mut h);
-        let h = h.finish();
-        self.by_version
-            .insert(Arc::as_ptr(d) as usize, (d.clone(), h));
-        h
-    }
 }
 
 /// A key in an index: the indexed values (`None` is Convex's `undefined`, which sorts first),
@@ -231,7 +212,8 @@ struct Table {
     seq_next: u32,
     /// Each index holds its keys; the key ends in the id, which finds the document in
     /// `docs`. An update that leaves a document's indexed fields alone touches no index.
-    indexes: Vec<BTreeSet<IndexKey>>,
+    /// Each is shared between forks of a store until a write changes its keys.
+    indexes: Vec<Arc<BTreeSet<IndexKey>>>,
 }
 
 impl Table {
@@ -278,7 +260,7 @@ impl Store {
             .into_iter()
             .map(|def| {
                 Arc::new(Table {
-                    indexes: def.indexes.iter().map(|_| BTreeSet::new()).collect(),
+                    indexes: def.indexes.iter().map(|_| Arc::default()).collect(),
                     def: Arc::new(def),
                     docs: Vec::new(),
                     live: 0,
@@ -403,13 +385,13 @@ impl Store {
 
     /// Feeds everything that decides what the store does next to `h`: every document (id,
     /// creation time, fields) and every table's next sequence number, in table and id order.
-    pub fn hash_contents(&self, h: &mut impl std::hash::Hasher, cache: &mut DocHashes) {
+    pub fn hash_contents(&self, h: &mut impl std::hash::Hasher) {
         use std::hash::Hash;
         for t in &self.tables {
             t.seq_next.hash(h);
             t.live.hash(h);
             for d in t.docs.iter().flatten() {
-                cache.of(d).hash(h);
+                d.content_hash().hash(h);
             }
         }
     }
@@ -491,6 +473,7 @@ impl Store {
                 // new version in `docs`.
                 continue;
             }
+            let index = Arc::make_mut(index);
             if let Some(a) = &before {
                 let removed = index.remove(&Store::index_key(def, a));
                 assert!(removed, "index out of step with its table");

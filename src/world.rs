@@ -11,7 +11,7 @@ use crate::plan::{
     References, UpdateMirroring, WritePath,
 };
 use crate::schema::{Kind, Tables, new_store};
-use crate::store::{Doc, DocHashes, DocId, IndexKey, Limits, Store, Tx, TxError, Write};
+use crate::store::{Doc, DocId, IndexKey, Limits, Store, Tx, TxError, Write};
 use crate::value::{Fields, Str, Value};
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::BTreeSet;
@@ -713,9 +713,9 @@ impl World {
     /// Feeds the world's state to `h`: the store, each kind's phase, the client's handles
     /// and the migration's own memory (the incremental diff, quarantine-retry cursors, held
     /// backfill pages). Not the clock, memos or per-call settings.
-    pub fn hash_state(&self, h: &mut impl std::hash::Hasher, docs: &mut DocHashes) {
+    pub fn hash_state(&self, h: &mut impl std::hash::Hasher) {
         use std::hash::Hash;
-        self.store.hash_contents(h, docs);
+        self.store.hash_contents(h);
         let c = &self.ctx;
         c.phases.hash(h);
         c.handles.hash(h);
