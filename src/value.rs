@@ -13,11 +13,50 @@ pub type Str = compact_str::CompactString;
 ///
 /// A sorted vector with the part of `BTreeMap`'s interface the simulator uses. Documents have
 /// a few dozen fields at most, and the simulator builds, clones, compares and drops them on
-/// every step: one allocation per object instead of one per tree node, and lookups by binary
-/// search over contiguous keys. Equality, order and hashing are those of the `BTreeMap` it
-/// replaced (the same sequence of pairs), so digests and state hashes did not change.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Fields(Vec<(Str, Value)>);
+/// every step: one allocation per object instead of one per tree node. Each entry carries
+/// its name's first eight bytes as a big-endian number (`Entry::prefix`), which orders names
+/// as the names do, so a lookup compares numbers and compares strings only on a tie.
+/// Equality, order and hashing are those of the `BTreeMap` it replaced (the same sequence of
+/// pairs), so digests and state hashes did not change.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Fields(Vec<Entry>);
+
+/// One field of `Fields` (opaque; the iterators yield names and values). `prefix` is a
+/// function of `key`, so deriving equality and order over `(prefix, key, value)` gives the
+/// order of `(key, value)`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    prefix: u64,
+    key: Str,
+    value: Value,
+}
+
+/// A name's first eight bytes, zero-padded, as a big-endian number: when two names' prefixes
+/// differ, they order the names (a name that ends first has a zero where the other has a
+/// byte, and sorts first).
+fn prefix(name: &str) -> u64 {
+    let bytes = name.as_bytes();
+    let mut buf = [0u8; 8];
+    let n = bytes.len().min(8);
+    buf[..n].copy_from_slice(&bytes[..n]);
+    u64::from_be_bytes(buf)
+}
+
+impl Entry {
+    fn new(key: Str, value: Value) -> Entry {
+        Entry {
+            prefix: prefix(&key),
+            key,
+            value,
+        }
+    }
+
+    fn cmp_name(&self, prefix: u64, name: &str) -> Ordering {
+        self.prefix
+            .cmp(&prefix)
+            .then_with(|| self.key.as_str().cmp(name))
+    }
+}
 
 impl Fields {
     pub const fn new() -> Fields {
@@ -30,14 +69,16 @@ impl Fields {
 
     /// The fields of `pairs` in any order; as `BTreeMap`, a later pair replaces an earlier
     /// one with the same name. Sorting once beats inserting one by one out of order.
-    pub fn from_pairs(mut pairs: Vec<(Str, Value)>) -> Fields {
-        if !pairs.is_sorted_by(|a, b| a.0 < b.0) {
+    pub fn from_pairs(pairs: Vec<(Str, Value)>) -> Fields {
+        let mut entries: Vec<Entry> = pairs.into_iter().map(|(k, v)| Entry::new(k, v)).collect();
+        let in_order = |a: &Entry, b: &Entry| a.cmp_name(b.prefix, &b.key) == Ordering::Less;
+        if !entries.is_sorted_by(in_order) {
             // Reversed, a stable sort puts the last of equal names first, which dedup keeps.
-            pairs.reverse();
-            pairs.sort_by(|a, b| a.0.cmp(&b.0));
-            pairs.dedup_by(|later, kept| later.0 == kept.0);
+            entries.reverse();
+            entries.sort_by(|a, b| a.cmp_name(b.prefix, &b.key));
+            entries.dedup_by(|later, kept| later.key == kept.key);
         }
-        Fields(pairs)
+        Fields(entries)
     }
 
     pub fn len(&self) -> usize {
@@ -48,22 +89,18 @@ impl Fields {
         self.0.is_empty()
     }
 
-    /// Where `key` is (`Ok`) or would go (`Err`). Field names mostly differ in their first
-    /// byte, so that is compared before the whole name; small objects are scanned in order,
-    /// which predicts better than a binary search.
+    /// Where `key` is (`Ok`) or would go (`Err`). Small objects are scanned in order, which
+    /// predicts better than a binary search.
     fn find(&self, key: &str) -> Result<usize, usize> {
-        let cmp = |k: &Str| {
-            let (a, b) = (k.as_bytes(), key.as_bytes());
-            match (a.first(), b.first()) {
-                (Some(x), Some(y)) if x != y => x.cmp(y),
-                _ => a.cmp(b),
-            }
-        };
+        let p = prefix(key);
         if self.0.len() > 16 {
-            return self.0.binary_search_by(|(k, _)| cmp(k));
+            return self.0.binary_search_by(|e| e.cmp_name(p, key));
         }
-        for (i, (k, _)) in self.0.iter().enumerate() {
-            match cmp(k) {
+        for (i, e) in self.0.iter().enumerate() {
+            if e.prefix < p {
+                continue;
+            }
+            match e.cmp_name(p, key) {
                 Ordering::Less => {}
                 Ordering::Equal => return Ok(i),
                 Ordering::Greater => return Err(i),
@@ -74,12 +111,12 @@ impl Fields {
 
     pub fn get<Q: AsRef<str> + ?Sized>(&self, key: &Q) -> Option<&Value> {
         let i = self.find(key.as_ref()).ok()?;
-        Some(&self.0[i].1)
+        Some(&self.0[i].value)
     }
 
     pub fn get_mut<Q: AsRef<str> + ?Sized>(&mut self, key: &Q) -> Option<&mut Value> {
         let i = self.find(key.as_ref()).ok()?;
-        Some(&mut self.0[i].1)
+        Some(&mut self.0[i].value)
     }
 
     pub fn contains_key<Q: AsRef<str> + ?Sized>(&self, key: &Q) -> bool {
@@ -88,15 +125,20 @@ impl Fields {
 
     /// Sets a field, returning the value it replaces.
     pub fn insert(&mut self, key: Str, value: Value) -> Option<Value> {
+        let entry = Entry::new(key, value);
         // Fields are mostly built in name order: appending needs no search.
-        if self.0.last().is_none_or(|(last, _)| *last < key) {
-            self.0.push((key, value));
+        if self
+            .0
+            .last()
+            .is_none_or(|last| last.cmp_name(entry.prefix, &entry.key) == Ordering::Less)
+        {
+            self.0.push(entry);
             return None;
         }
-        match self.find(&key) {
-            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+        match self.find(&entry.key) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].value, entry.value)),
             Err(i) => {
-                self.0.insert(i, (key, value));
+                self.0.insert(i, entry);
                 None
             }
         }
@@ -104,35 +146,46 @@ impl Fields {
 
     pub fn remove<Q: AsRef<str> + ?Sized>(&mut self, key: &Q) -> Option<Value> {
         let i = self.find(key.as_ref()).ok()?;
-        Some(self.0.remove(i).1)
+        Some(self.0.remove(i).value)
     }
 
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Str, &Value)> + ExactSizeIterator {
-        self.0.iter().map(|(k, v)| (k, v))
+        self.0.iter().map(|e| (&e.key, &e.value))
     }
 
     pub fn iter_mut(
         &mut self,
     ) -> impl DoubleEndedIterator<Item = (&Str, &mut Value)> + ExactSizeIterator {
-        self.0.iter_mut().map(|(k, v)| (&*k, v))
+        self.0.iter_mut().map(|e| (&e.key, &mut e.value))
     }
 
     pub fn keys(&self) -> impl DoubleEndedIterator<Item = &Str> + ExactSizeIterator {
-        self.0.iter().map(|(k, _)| k)
+        self.0.iter().map(|e| &e.key)
     }
 
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &Value> + ExactSizeIterator {
-        self.0.iter().map(|(_, v)| v)
+        self.0.iter().map(|e| &e.value)
     }
 
     pub fn values_mut(
         &mut self,
     ) -> impl DoubleEndedIterator<Item = &mut Value> + ExactSizeIterator {
-        self.0.iter_mut().map(|(_, v)| v)
+        self.0.iter_mut().map(|e| &mut e.value)
     }
 
     pub fn retain(&mut self, mut keep: impl FnMut(&Str, &mut Value) -> bool) {
-        self.0.retain_mut(|(k, v)| keep(k, v));
+        self.0.retain_mut(|e| keep(&e.key, &mut e.value));
+    }
+}
+
+impl std::hash::Hash for Fields {
+    /// As `BTreeMap` hashes: the length, then each name and value.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_usize(self.0.len());
+        for e in &self.0 {
+            e.key.hash(state);
+            e.value.hash(state);
+        }
     }
 }
 
@@ -173,31 +226,29 @@ impl<const N: usize> From<[(Str, Value); N]> for Fields {
 
 impl IntoIterator for Fields {
     type Item = (Str, Value);
-    type IntoIter = std::vec::IntoIter<(Str, Value)>;
+    type IntoIter = std::iter::Map<std::vec::IntoIter<Entry>, fn(Entry) -> (Str, Value)>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+        self.0.into_iter().map(|e| (e.key, e.value))
     }
 }
 
 impl<'a> IntoIterator for &'a Fields {
     type Item = (&'a Str, &'a Value);
-    type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (Str, Value)>,
-        fn(&'a (Str, Value)) -> (&'a Str, &'a Value),
-    >;
+    type IntoIter =
+        std::iter::Map<std::slice::Iter<'a, Entry>, fn(&'a Entry) -> (&'a Str, &'a Value)>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(k, v)| (k, v))
+        self.0.iter().map(|e| (&e.key, &e.value))
     }
 }
 
 impl<'a> IntoIterator for &'a mut Fields {
     type Item = (&'a Str, &'a mut Value);
     type IntoIter = std::iter::Map<
-        std::slice::IterMut<'a, (Str, Value)>,
-        fn(&'a mut (Str, Value)) -> (&'a Str, &'a mut Value),
+        std::slice::IterMut<'a, Entry>,
+        fn(&'a mut Entry) -> (&'a Str, &'a mut Value),
     >;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter_mut().map(|(k, v)| (&*k, v))
+        self.0.iter_mut().map(|e| (&e.key, &mut e.value))
     }
 }
 
