@@ -732,8 +732,8 @@ impl Sim {
 
     /// A simulation over a given dataset.
     pub fn from_dataset(plan: Arc<Plan>, options: &SimOptions, data: &Dataset) -> Sim {
-        let migrated = World::new(plan.clone(), data, true, options.bugs.clone());
-        let oracle = World::new(plan, data, false, PlantedBugs::default());
+        let migrated = World::new(plan, data, true, options.bugs.clone());
+        let oracle = migrated.without_migration();
         let mut book = KeyBook {
             next: data.objects.len() as Key,
             ..KeyBook::default()

@@ -393,6 +393,19 @@ impl World {
         world
     }
 
+    /// This world, just loaded, as the app without the migration (the oracle): the same
+    /// documents, the same versions. A version is shared by both stores until one of them
+    /// writes it, so what readers memoize of it (`domain::derived`) is computed once for
+    /// both worlds.
+    pub fn without_migration(&self) -> World {
+        let mut oracle = self.clone();
+        oracle.ctx.migrating = false;
+        oracle.ctx.bugs = PlantedBugs::default();
+        oracle.ctx.unclean = Default::default();
+        oracle.store.set_validation(oracle.plan.schema_validation);
+        oracle
+    }
+
     /// Drains the writes committed since the last call, learning the keys of typed rows that
     /// the backfill or a double write created (through their `legacyId`).
     ///
