@@ -344,16 +344,16 @@ fn expand_part(
             }
             let mut sim = state.clone();
             let outcome = sim.step(step);
-            let mut path = node.path.clone();
-            path.push(step.clone());
+            // The path is copied only for a child that is kept.
+            let path = || [node.path.as_slice(), std::slice::from_ref(step)].concat();
             out.push(match outcome {
-                Err(_) => Child::Failed(path),
+                Err(_) => Child::Failed(path()),
                 Ok(()) => {
                     let h = sim.state_hash();
                     if visited.contains(&h) {
                         Child::Seen
                     } else {
-                        Child::New(h, Node { path })
+                        Child::New(h, Node { path: path() })
                     }
                 }
             });

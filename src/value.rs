@@ -35,11 +35,11 @@ pub struct Entry {
 /// differ, they order the names (a name that ends first has a zero where the other has a
 /// byte, and sorts first).
 fn prefix(name: &str) -> u64 {
-    let bytes = name.as_bytes();
-    let mut buf = [0u8; 8];
-    let n = bytes.len().min(8);
-    buf[..n].copy_from_slice(&bytes[..n]);
-    u64::from_be_bytes(buf)
+    name.as_bytes()
+        .iter()
+        .take(8)
+        .enumerate()
+        .fold(0, |p, (i, &b)| p | u64::from(b) << (56 - 8 * i))
 }
 
 impl Entry {
