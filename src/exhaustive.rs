@@ -197,7 +197,8 @@ pub fn explore_jobs(
             &generated
         }
     };
-    let root = Sim::from_dataset(plan.clone(), options, dataset);
+    let mut root = Sim::from_dataset(plan.clone(), options, dataset);
+    root.track_state();
     let jobs = jobs.max(1);
     let mut visited: FxHashSet<u64> = FxHashSet::default();
     visited.insert(root.state_hash());
@@ -338,11 +339,19 @@ fn expand_part(
         let mut state = parent.as_ref().expect("just rebuilt").1.clone();
         replay(&mut state, last);
         let busy = state.actions_in_flight() >= scenario.actions_max;
-        for step in &scenario.alphabet {
-            if busy && starts_action(&step.op) {
-                continue;
-            }
-            let mut sim = state.clone();
+        let steps: Vec<&Step> = scenario
+            .alphabet
+            .iter()
+            .filter(|s| !(busy && starts_action(&s.op)))
+            .collect();
+        let mut state = Some(state);
+        for (i, &step) in steps.iter().enumerate() {
+            // The last step tried takes the state itself instead of a copy.
+            let mut sim = if i + 1 == steps.len() {
+                state.take().expect("taken by the last step only")
+            } else {
+                state.as_ref().expect("taken by the last step only").clone()
+            };
             let outcome = sim.step(step);
             // The path is copied only for a child that is kept.
             let path = || [node.path.as_slice(), std::slice::from_ref(step)].concat();

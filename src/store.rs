@@ -209,6 +209,9 @@ struct Table {
     docs: Vec<Option<Arc<Doc>>>,
     /// The documents in `docs`.
     live: usize,
+    /// The wrapping sum of the live documents' content hashes, kept while the store tracks
+    /// its contents (`Store::track_contents`).
+    content_sum: u64,
     seq_next: u32,
     /// Each index holds its keys; the key ends in the id, which finds the document in
     /// `docs`. An update that leaves a document's indexed fields alone touches no index.
@@ -241,6 +244,8 @@ pub struct Store {
     validation: bool,
     /// An injected fault: the next mutation fails with `RetriesExhausted`.
     fail_next: bool,
+    /// Whether each table keeps `content_sum` (exhaustive exploration hashes every state).
+    tracking: bool,
 }
 
 /// Reads a dotted path (`customProperties.eventId`) out of a document's fields.
@@ -264,6 +269,7 @@ impl Store {
                     def: Arc::new(def),
                     docs: Vec::new(),
                     live: 0,
+                    content_sum: 0,
                     seq_next: 1,
                 })
             })
@@ -274,6 +280,7 @@ impl Store {
             log: Vec::new(),
             validation: true,
             fail_next: false,
+            tracking: false,
         }
     }
 
@@ -383,16 +390,31 @@ impl Store {
         self.tables[usize::from(table)].docs.iter().flatten()
     }
 
-    /// Feeds everything that decides what the store does next to `h`: every document (id,
-    /// creation time, fields) and every table's next sequence number, in table and id order.
+    /// Keeps, from now on, each table's sum of its documents' content hashes up to date on
+    /// every write, so that `hash_contents` costs the number of tables instead of the
+    /// number of documents. Forks of the store keep tracking.
+    pub fn track_contents(&mut self) {
+        self.tracking = true;
+        for t in &mut self.tables {
+            let sum = content_sum(t);
+            Arc::make_mut(t).content_sum = sum;
+        }
+    }
+
+    /// Feeds everything that decides what the store does next to `h`: every table's next
+    /// sequence number, its number of documents and the sum of their content hashes (id,
+    /// creation time, fields), in table order. The same with or without tracking.
     pub fn hash_contents(&self, h: &mut impl std::hash::Hasher) {
         use std::hash::Hash;
         for t in &self.tables {
             t.seq_next.hash(h);
             t.live.hash(h);
-            for d in t.docs.iter().flatten() {
-                d.content_hash().hash(h);
-            }
+            let sum = if self.tracking {
+                t.content_sum
+            } else {
+                content_sum(t)
+            };
+            sum.hash(h);
         }
     }
 
@@ -461,6 +483,13 @@ impl Store {
         }
         let before = std::mem::replace(&mut table.docs[slot], doc.clone());
         table.live = table.live + usize::from(doc.is_some()) - usize::from(before.is_some());
+        if self.tracking {
+            let hash = |d: &Option<Arc<Doc>>| d.as_ref().map_or(0, |d| d.content_hash());
+            table.content_sum = table
+                .content_sum
+                .wrapping_sub(hash(&before))
+                .wrapping_add(hash(&doc));
+        }
         for (def, index) in table.def.indexes.iter().zip(table.indexes.iter_mut()) {
             if let (Some(a), Some(b)) = (&before, &doc)
                 && a.creation_time == b.creation_time
@@ -484,6 +513,15 @@ impl Store {
         }
         before
     }
+}
+
+/// The wrapping sum of a table's documents' content hashes: a hash of the set of documents
+/// that does not depend on the order they were written in.
+fn content_sum(t: &Table) -> u64 {
+    t.docs
+        .iter()
+        .flatten()
+        .fold(0, |sum, d| sum.wrapping_add(d.content_hash()))
 }
 
 fn range_after<'a>(
@@ -798,6 +836,49 @@ mod tests {
             Value::Object(f) => f,
             _ => unreachable!(),
         }
+    }
+
+    fn content_hash_of(s: &Store) -> u64 {
+        use std::hash::Hasher;
+        let mut h = state_hasher();
+        s.hash_contents(&mut h);
+        h.finish()
+    }
+
+    /// Tracked sums must follow every write (inserts, replaces, deletes, a rolled-back
+    /// mutation) and give the hash an untracked store computes from scratch.
+    #[test]
+    fn tracked_content_hash_equals_the_hash_from_scratch() {
+        let mut tracked = store();
+        tracked.track_contents();
+        let t = tracked.table("loose");
+        let ids = tracked
+            .mutate(0, |tx| {
+                (0..4)
+                    .map(|i| tx.insert(t, fields(object([("k", Value::from(f64::from(i)))]))))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .unwrap();
+        let fork = tracked.clone();
+        tracked
+            .mutate(1, |tx| {
+                tx.replace(ids[0], fields(object([("k", Value::from("changed"))])))?;
+                tx.delete(ids[1])
+            })
+            .unwrap();
+        let failed: Result<(), TxError> = tracked.mutate(2, |tx| {
+            tx.delete(ids[2])?;
+            Err(TxError::Threw("rolled back".into()))
+        });
+        assert!(failed.is_err());
+        let mut scratch = tracked.clone();
+        scratch.tracking = false;
+        assert_eq!(content_hash_of(&tracked), content_hash_of(&scratch));
+        // The fork taken before the writes kept its own sums.
+        let mut fork_scratch = fork.clone();
+        fork_scratch.tracking = false;
+        assert_eq!(content_hash_of(&fork), content_hash_of(&fork_scratch));
+        assert_ne!(content_hash_of(&fork), content_hash_of(&tracked));
     }
 
     #[test]

@@ -743,8 +743,7 @@ impl World {
                     Some(p) => {
                         1u8.hash(h);
                         for (d, had) in &p.docs {
-                            d.id.hash(h);
-                            d.fields.hash(h);
+                            d.content_hash().hash(h);
                             had.hash(h);
                         }
                         p.cursor.hash(h);
