@@ -553,14 +553,20 @@ impl InFlight {
 
 /// The entities each world knows by key, shared by both worlds.
 #[derive(Clone, Debug, Default)]
+///
+/// The lists are shared by forks of a simulation (exhaustive exploration forks one for every
+/// step it tries) until one of them changes: a fork copies only the list it changes.
 struct KeyBook {
     next: Key,
-    kinds: [Vec<Key>; 3],
-    products: Vec<Key>,
-    sessions: Vec<Key>,
-    /// Dirty documents of the dataset: key, broken field, clean value.
-    dirty: [Vec<(Key, &'static str, Option<Arg>)>; 3],
+    kinds: [Arc<Vec<Key>>; 3],
+    products: Arc<Vec<Key>>,
+    sessions: Arc<Vec<Key>>,
+    /// Dirty documents of the dataset not fixed yet.
+    dirty: [Arc<Vec<Dirty>>; 3],
 }
+
+/// A dirty document of the dataset: its key, the broken field and the clean value.
+type Dirty = (Key, &'static str, Option<Arg>);
 
 impl KeyBook {
     fn alloc(&mut self) -> Key {
@@ -683,9 +689,9 @@ pub struct Sim {
     /// Keys deleted in the oracle.
     deleted: BTreeSet<Key>,
     /// Keys written since each kind's last phase switch, re-read at the next switch.
-    written_since_switch: [BTreeSet<Key>; 3],
+    written_since_switch: [Arc<BTreeSet<Key>>; 3],
     /// Legacy documents of each kind with neither a typed row nor a quarantine entry.
-    pending: [BTreeSet<DocId>; 3],
+    pending: [Arc<BTreeSet<DocId>>; 3],
     step_no: usize,
     skew_max: u64,
     hasher: foldhash::quality::FoldHasher<'static>,
@@ -743,7 +749,7 @@ impl Sim {
             let key = i as Key;
             match kind_of(&obj.fields) {
                 Some(kind) => {
-                    book.kinds[kind.index()].push(key);
+                    Arc::make_mut(&mut book.kinds[kind.index()]).push(key);
                     pending[kind.index()].insert(migrated.handle(key).expect("loaded"));
                     if let Some((_, path, clean)) = &obj.dirt {
                         let field = path.trim_start_matches("customProperties.");
@@ -762,12 +768,12 @@ impl Sim {
                                 Some(("objects", seq)) => Arg::Ref(seq - 1),
                                 _ => Arg::Plain(v.clone()),
                             });
-                        book.dirty[kind.index()].push((key, field, value));
+                        Arc::make_mut(&mut book.dirty[kind.index()]).push((key, field, value));
                     }
                 }
                 None => match obj.fields.get("type").and_then(Value::as_str) {
-                    Some("product") => book.products.push(key),
-                    Some("checkout_session") => book.sessions.push(key),
+                    Some("product") => Arc::make_mut(&mut book.products).push(key),
+                    Some("checkout_session") => Arc::make_mut(&mut book.sessions).push(key),
                     _ => {}
                 },
             }
@@ -781,7 +787,7 @@ impl Sim {
             deliveries: Vec::new(),
             deleted: BTreeSet::new(),
             written_since_switch: Default::default(),
-            pending,
+            pending: pending.map(Arc::new),
             step_no: 0,
             skew_max: u64::from(options.skew_max_ms),
             hasher: crate::store::state_hasher(),
@@ -858,7 +864,7 @@ impl Sim {
         (b.next, &b.kinds, &b.products, &b.sessions).hash(&mut h);
         // Data fixes only ever remove entries, and an entry's value is the dataset's: the
         // key and field say which entries are left.
-        for (key, field, _) in b.dirty.iter().flatten() {
+        for (key, field, _) in b.dirty.iter().flat_map(|d| d.iter()) {
             (key, field).hash(&mut h);
         }
         for a in &self.actions {
@@ -1344,7 +1350,7 @@ impl Sim {
                         .mutate(skew, |c, tx| c.create(tx, Kind::Events, fields))
                         .map(|id| world.ctx.register(key, id));
                 }
-                self.book.kinds[Kind::Events.index()].push(key);
+                Arc::make_mut(&mut self.book.kinds[Kind::Events.index()]).push(key);
                 created = Some((Kind::Events, key));
             }
             Op::EditEvent { event, seed } => {
@@ -1466,7 +1472,7 @@ impl Sim {
                         .mutate(skew, |c, tx| c.create(tx, Kind::Transactions, fields))
                         .map(|id| world.ctx.register(key, id));
                 }
-                self.book.kinds[Kind::Transactions.index()].push(key);
+                Arc::make_mut(&mut self.book.kinds[Kind::Transactions.index()]).push(key);
                 created = Some((Kind::Transactions, key));
             }
             Op::InvoiceTransition { txn } => {
@@ -1566,7 +1572,7 @@ impl Sim {
             Op::Repair { kind, target: sel } => {
                 // A data fix runs once per document: the operator fixes the legacy document
                 // and it migrates from there.
-                let dirty = &mut self.book.dirty[kind.index()];
+                let dirty = Arc::make_mut(&mut self.book.dirty[kind.index()]);
                 if dirty.is_empty() {
                     return Ok(());
                 }
@@ -1605,8 +1611,26 @@ impl Sim {
         self.compare_outcomes(&outcomes, &description)
     }
 
+    /// Marks a legacy document as pending (neither a typed row nor a quarantine entry) or
+    /// not; the set is copied only when it changes (forks share it).
+    fn set_pending(&mut self, kind: Kind, l: DocId, pending: bool) {
+        let set = &mut self.pending[kind.index()];
+        if set.contains(&l) != pending {
+            let set = Arc::make_mut(set);
+            if pending {
+                set.insert(l);
+            } else {
+                set.remove(&l);
+            }
+        }
+    }
+
     fn written(&mut self, kind: Kind, key: Key) {
-        self.written_since_switch[kind.index()].insert(key);
+        let written = &mut self.written_since_switch[kind.index()];
+        // Shared with other forks: copied only when it changes.
+        if !written.contains(&key) {
+            Arc::make_mut(written).insert(key);
+        }
     }
 
     /// Runs the same mutation in both worlds.
@@ -1814,12 +1838,12 @@ impl Sim {
         } = &a.kind
         {
             match a.program[pc] {
-                Stage::CreateSession => self.book.sessions.push(*session),
+                Stage::CreateSession => Arc::make_mut(&mut self.book.sessions).push(*session),
                 Stage::InsertTicket(i) => {
-                    self.book.kinds[Kind::Tickets.index()].push(tickets[i]);
+                    Arc::make_mut(&mut self.book.kinds[Kind::Tickets.index()]).push(tickets[i]);
                 }
                 Stage::InsertTransaction => {
-                    self.book.kinds[Kind::Transactions.index()].push(*txn);
+                    Arc::make_mut(&mut self.book.kinds[Kind::Transactions.index()]).push(*txn);
                 }
                 _ => {}
             }
@@ -1893,7 +1917,7 @@ impl Sim {
     /// same in both worlds through the new phase's read path.
     fn recheck_written(&mut self, kind: Kind, what: &str) -> Result<(), Failure> {
         let keys = std::mem::take(&mut self.written_since_switch[kind.index()]);
-        for key in keys {
+        for &key in keys.iter() {
             self.compare_entity(kind, key, what)?;
         }
         Ok(())
@@ -2192,14 +2216,11 @@ impl Sim {
                     }
                 }));
             }
-            self.pending[kind.index()].remove(&l);
+            self.set_pending(kind, l, false);
             return Ok(());
         };
-        if typed.is_empty() && !quarantined {
-            self.pending[kind.index()].insert(l);
-        } else {
-            self.pending[kind.index()].remove(&l);
-        }
+        self.set_pending(kind, l, typed.is_empty() && !quarantined);
+        let world = &self.migrated;
         let phase = world.phase(kind);
         let both_written = phase.writes_typed() && phase.writes_legacy();
         // An action that writes its typed side in a separate mutation has not done so yet:

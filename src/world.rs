@@ -219,7 +219,8 @@ pub struct Ctx {
     id_keys: HashMap<DocId, Key>,
     /// The `diff_clean` guard's incremental diff: per kind, the legacy documents whose typed
     /// side does not match them (see `World::absorb`).
-    unclean: [BTreeSet<DocId>; 3],
+    /// Shared by forks of the world until a diff changes it.
+    unclean: [Arc<BTreeSet<DocId>>; 3],
     /// Legacy documents whose mapping failed on a reference to a document that has no typed
     /// row yet, by that document: diffed again when it gets one.
     waiting: std::collections::BTreeMap<DocId, BTreeSet<(Kind, DocId)>>,
@@ -254,7 +255,8 @@ pub struct Ctx {
     deferred: std::cell::RefCell<Vec<(Kind, DocId)>>,
     /// Per kind and runner, a backfill page read and not yet written (the driver's memory:
     /// a crash loses it).
-    pending_page: [[Option<PendingPage>; BACKFILL_RUNNERS]; 3],
+    /// Shared by forks of the world (a held page is never changed, only taken).
+    pending_page: [[Option<Arc<PendingPage>>; BACKFILL_RUNNERS]; 3],
     /// Memoized views (see `view`); looked up by id, never iterated.
     views: std::cell::RefCell<HashMap<DocId, (Arc<Doc>, View)>>,
     org_ids: Vec<DocId>,
@@ -386,7 +388,7 @@ impl World {
             for (i, obj) in data.objects.iter().enumerate() {
                 if let Some(kind) = kind_of(&obj.fields) {
                     let id = world.handles[i].expect("loaded");
-                    world.ctx.unclean[kind.index()].insert(id);
+                    Arc::make_mut(&mut world.ctx.unclean[kind.index()]).insert(id);
                 }
             }
         }
@@ -485,10 +487,15 @@ impl World {
             } else {
                 self.diff_one(kind, l).is_some()
             };
+            // Copied only when it changes.
+            let set = &mut self.ctx.unclean[kind.index()];
+            if set.contains(&l) == unclean {
+                continue;
+            }
             if unclean {
-                self.ctx.unclean[kind.index()].insert(l);
+                Arc::make_mut(set).insert(l);
             } else {
-                self.ctx.unclean[kind.index()].remove(&l);
+                Arc::make_mut(set).remove(&l);
             }
         }
     }
@@ -579,7 +586,7 @@ impl World {
         if strategy.backfill_two_step() {
             return match self.ctx.pending_page[kind.index()][runner].take() {
                 None => self.backfill_read_page(kind, batch, runner),
-                Some(page) => self.backfill_write_page(kind, page),
+                Some(page) => self.backfill_write_page(kind, Arc::unwrap_or_clone(page)),
             };
         }
         self.mutate(0, |w, tx| {
@@ -653,7 +660,7 @@ impl World {
             None => Ok(BackfillOutcome::AlreadyDone),
             Some(page) => {
                 let n = page.processed;
-                self.ctx.pending_page[kind.index()][runner] = Some(page);
+                self.ctx.pending_page[kind.index()][runner] = Some(Arc::new(page));
                 Ok(BackfillOutcome::PageRead { read: n })
             }
         }
@@ -1069,7 +1076,7 @@ impl World {
     /// incremental diff (rebuilt by a full diff first if it is stale).
     pub fn diff(&mut self, kind: Kind) -> Option<String> {
         if std::mem::take(&mut self.ctx.unclean_stale[kind.index()]) {
-            self.ctx.unclean[kind.index()] = self.diff_full(kind);
+            self.ctx.unclean[kind.index()] = Arc::new(self.diff_full(kind));
         }
         let first = self.ctx.unclean[kind.index()].first().copied()?;
         Some(
