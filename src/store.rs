@@ -295,6 +295,12 @@ impl Store {
         self.validation = on;
     }
 
+    /// Whether a write to `table` is checked against the table's validator: schema
+    /// validation is on and the table declares one.
+    pub fn validates(&self, table: TableNo) -> bool {
+        self.validation && self.validator(table).is_some()
+    }
+
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
