@@ -630,18 +630,35 @@ impl Tx<'_> {
         Ok(Page { docs, cursor, done })
     }
 
-    /// Every document whose index values start with `prefix`, in index order.
+    /// Every document whose index values start with `prefix`, in index order (`page`
+    /// without a limit, and without a cursor to build).
     pub fn range(&mut self, index: IndexRef, prefix: &[Value]) -> Result<Vec<Arc<Doc>>, TxError> {
-        Ok(self.page(index, prefix, None, usize::MAX)?.docs)
+        let table = &self.store.tables[usize::from(index.table)];
+        let docs: Vec<Arc<Doc>> =
+            range_after(&table.indexes[usize::from(index.index)], prefix, None)
+                .map(|key| table.indexed(key).clone())
+                .collect();
+        for d in &docs {
+            self.count_read(d)?;
+        }
+        Ok(docs)
     }
 
-    /// The first document whose index values start with `prefix`.
+    /// The first document whose index values start with `prefix` (`page` with a limit of
+    /// one, without a cursor to build).
     pub fn first(
         &mut self,
         index: IndexRef,
         prefix: &[Value],
     ) -> Result<Option<Arc<Doc>>, TxError> {
-        Ok(self.page(index, prefix, None, 1)?.docs.pop())
+        let table = &self.store.tables[usize::from(index.table)];
+        let doc = range_after(&table.indexes[usize::from(index.index)], prefix, None)
+            .next()
+            .map(|key| table.indexed(key).clone());
+        if let Some(d) = &doc {
+            self.count_read(d)?;
+        }
+        Ok(doc)
     }
 
     /// Checks one write against the validator and the limits; returns the document's size.
