@@ -119,7 +119,9 @@ pub fn state_hasher() -> foldhash::quality::FoldHasher<'static> {
 /// then the creation time, then the id. Cursors are index keys.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IndexKey {
-    pub values: Vec<Option<Value>>,
+    /// Inline up to two values (most indexes have one or two fields), so that comparing
+    /// keys in an index reads the key where it sits instead of following a pointer for each.
+    pub values: smallvec::SmallVec<[Option<Value>; 2]>,
     pub creation_time: u64,
     pub id: DocId,
 }
