@@ -552,10 +552,10 @@ impl InFlight {
 }
 
 /// The entities each world knows by key, shared by both worlds.
-#[derive(Clone, Debug, Default)]
 ///
 /// The lists are shared by forks of a simulation (exhaustive exploration forks one for every
 /// step it tries) until one of them changes: a fork copies only the list it changes.
+#[derive(Clone, Debug, Default)]
 struct KeyBook {
     next: Key,
     kinds: [Arc<Vec<Key>>; 3],
@@ -842,12 +842,6 @@ impl Sim {
         out
     }
 
-    /// A hash of everything that decides what the run does next: both worlds, the key
-    /// book, the actions in flight, the payment deliveries and the checker's state (not the
-    /// clock, the trace, the digest or the counters). Two runs with equal hashes at the same
-    /// depth behave alike from there on (up to hash collisions), which is what exhaustive
-    /// exploration deduplicates on.
-    /// `docs` caches document hashes across the forks of one exploration.
     /// Makes `state_hash` cost the number of tables rather than the number of documents
     /// (`Store::track_contents`), for a simulation whose states will all be hashed; forks
     /// keep it. The hash is the same with or without it.
@@ -856,6 +850,11 @@ impl Sim {
         self.oracle.store.track_contents();
     }
 
+    /// A hash of everything that decides what the run does next: both worlds, the key
+    /// book, the actions in flight, the payment deliveries and the checker's state (not the
+    /// clock, the trace, the digest or the counters). Two runs with equal hashes at the same
+    /// depth behave alike from there on (up to hash collisions), which is what exhaustive
+    /// exploration deduplicates on.
     pub fn state_hash(&self) -> u64 {
         let mut h = crate::store::state_hasher();
         self.migrated.hash_state(&mut h);
@@ -2061,9 +2060,9 @@ impl Sim {
         };
         let id = world.id_string(row.id);
         // The table's validator as the plan declares it (`references = "keep_legacy"`
-        // declares references `v.id("objects")`), checked whether or not the store validates.
-        // A store that validates its writes checked this row against this validator when it
-        // was written.
+        // declares references `v.id("objects")`). A store that validates its writes checked
+        // the row against it when it was written; one that does not (the plan turned
+        // `schema_validation` off) is checked here.
         let validator = world
             .store
             .validator(row.id.table)

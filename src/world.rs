@@ -1875,27 +1875,18 @@ impl Ctx {
         Ok((fields, relink))
     }
 
-    /// Applies changes to a typed row directly (the `typed_only` write).
+    /// Applies changes to a typed row directly (the `typed_only` write); `values` are the
+    /// changes' values as the row holds them (`typed_value`).
     fn update_typed(
         &self,
         tx: &mut Tx<'_>,
         kind: Kind,
         row: &Doc,
         changes: &[Change],
+        values: Vec<Option<Value>>,
     ) -> Result<(), TxError> {
         let mut fields = row.fields.clone();
-        for c in changes {
-            let value = match self.typed_value(tx, kind, c)? {
-                Ok(value) => value,
-                Err(unresolved) => {
-                    return Err(TxError::Threw(format!(
-                        "{}: {unresolved} has no {} row",
-                        c.field,
-                        self.reference_target(kind, c.field)
-                            .map_or("typed", |t| t.table())
-                    )));
-                }
-            };
+        for (c, value) in changes.iter().zip(values) {
             if crate::schema::is_typed_field(kind, c.field) {
                 match value {
                     Some(v) => fields.insert(c.field.into(), v),
@@ -2017,12 +2008,25 @@ impl Ctx {
             if let Some(row) = typed
                 && !self.quarantined(tx, legacy)?
             {
-                let mut resolves = true;
+                let mut values = Vec::with_capacity(changes.len());
+                let mut unresolved = None;
                 for c in changes {
-                    resolves &= self.typed_value(tx, kind, c)?.is_ok();
+                    match self.typed_value(tx, kind, c)? {
+                        Ok(value) => values.push(value),
+                        Err(id) => {
+                            unresolved.get_or_insert((c.field, id));
+                        }
+                    }
                 }
-                if resolves || self.bugs.typed_only_rejects_unresolved_references {
-                    return self.update_typed(tx, kind, &row, changes);
+                let Some((field, id)) = unresolved else {
+                    return self.update_typed(tx, kind, &row, changes, values);
+                };
+                if self.bugs.typed_only_rejects_unresolved_references {
+                    return Err(TxError::Threw(format!(
+                        "{field}: {id} has no {} row",
+                        self.reference_target(kind, field)
+                            .map_or("typed", |t| t.table())
+                    )));
                 }
                 // The change references an entity that has no typed row (it is quarantined,
                 // so it lives in objects): the row cannot hold the reference, and the app
