@@ -322,22 +322,35 @@ fn expand_part(
     visited: &FxHashSet<u64>,
 ) -> Vec<Child> {
     let mut out = Vec::with_capacity(part.len() * scenario.alphabet.len());
-    // Siblings sit next to each other in the frontier: the state of the last parent rebuilt
-    // is kept, so a sibling costs one step instead of a replay of its whole path.
-    let mut parent: Option<(Vec<Step>, Sim)> = None;
-    let replay = |sim: &mut Sim, steps: &[Step]| {
-        sim.run(steps)
-            .expect("a frontier state was reached without a failure");
-    };
+    // Nodes that share a prefix sit next to each other in the frontier (siblings, then
+    // cousins): the states along the last node's path are kept, so a node costs one step
+    // per step where its path leaves the last one's instead of a replay of its whole path.
+    // `states[i]` is the state after `path[..i]`.
+    let mut path: Vec<Step> = Vec::new();
+    let mut states: Vec<Sim> = vec![root.clone()];
     for node in part {
-        let (prefix, last) = node.path.split_at(node.path.len().saturating_sub(1));
-        if parent.as_ref().is_none_or(|(p, _)| p.as_slice() != prefix) {
-            let mut p = root.clone();
-            replay(&mut p, prefix);
-            parent = Some((prefix.to_vec(), p));
+        let common = path
+            .iter()
+            .zip(&node.path)
+            .take_while(|(a, b)| a == b)
+            .count();
+        path.truncate(common);
+        states.truncate(common + 1);
+        for step in &node.path[common..] {
+            let mut next = states.last().expect("the root is kept").clone();
+            next.step(step)
+                .expect("a frontier state was reached without a failure");
+            states.push(next);
+            path.push(step.clone());
         }
-        let mut state = parent.as_ref().expect("just rebuilt").1.clone();
-        replay(&mut state, last);
+        // Every node of a level has a path of the level's length, so the next node leaves
+        // this one's path at its last step at the latest: the node's own state is not kept.
+        let state = if node.path.is_empty() {
+            states[0].clone()
+        } else {
+            path.pop();
+            states.pop().expect("pushed or kept above")
+        };
         let busy = state.actions_in_flight() >= scenario.actions_max;
         let steps: Vec<&Step> = scenario
             .alphabet
