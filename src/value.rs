@@ -564,6 +564,72 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// Names that share long prefixes, differ past eight bytes, contain zero bytes or are
+    /// empty: the cases where comparing prefixes as numbers could go wrong.
+    fn name() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "",
+            "a",
+            "ab",
+            "a\0",
+            "a\0b",
+            "status",
+            "subtype",
+            "customProperties",
+            "customPropertiez",
+            "customProp",
+            "eventId",
+            "eventIds",
+            "z",
+            "\u{e9}t\u{e9}",
+        ])
+        .prop_map(String::from)
+    }
+
+    fn hash_of(x: &impl std::hash::Hash) -> u64 {
+        use std::hash::Hasher;
+        let mut h = crate::store::state_hasher();
+        x.hash(&mut h);
+        h.finish()
+    }
+
+    proptest! {
+        /// `Fields` behaves as the `BTreeMap<Str, Value>` it replaced: the same lookups,
+        /// the same order of iteration, the same equality, order and hash.
+        #[test]
+        fn fields_behave_as_a_btree_map(
+            ops in prop::collection::vec((name(), 0i64..4, any::<bool>()), 0..40),
+            other in prop::collection::vec((name(), 0i64..4), 0..12),
+        ) {
+            let mut fields = Fields::new();
+            let mut map: BTreeMap<Str, Value> = BTreeMap::new();
+            for (k, v, remove) in &ops {
+                if *remove {
+                    prop_assert_eq!(fields.remove(k.as_str()), map.remove(k.as_str()));
+                } else {
+                    let (k, v) = (Str::from(k.as_str()), Value::Int64(*v));
+                    prop_assert_eq!(fields.insert(k.clone(), v.clone()), map.insert(k, v));
+                }
+            }
+            for (k, _, _) in &ops {
+                prop_assert_eq!(fields.get(k.as_str()), map.get(k.as_str()));
+            }
+            prop_assert!(fields.iter().eq(map.iter()));
+            let pairs: Vec<(Str, Value)> = other
+                .iter()
+                .map(|(k, v)| (Str::from(k.as_str()), Value::Int64(*v)))
+                .collect();
+            let built = Fields::from_pairs(pairs.clone());
+            let built_map: BTreeMap<Str, Value> = pairs.into_iter().collect();
+            prop_assert!(built.iter().eq(built_map.iter()));
+            prop_assert_eq!(fields == built, map == built_map);
+            prop_assert_eq!(fields.cmp(&built), map.cmp(&built_map));
+            prop_assert_eq!(hash_of(&fields), hash_of(&map));
+        }
+    }
 
     #[test]
     fn int64_and_float64_are_distinct_and_ordered_by_type() {
