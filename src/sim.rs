@@ -4,7 +4,7 @@
 
 use crate::anomaly::{Anomaly, Event, Explained, History, Touch};
 use crate::data::{self, Dataset, GenOptions, TxShape};
-use crate::domain::{for_each_reference, kind_of};
+use crate::domain::{for_each_reference_in, kind_of};
 use crate::extension::Extensions;
 use crate::plan::{
     BackfillCursor, DoubleWrite, InvalidDocuments, Phase, PhaseSource, Plan, ReadMode, ReadName,
@@ -2058,7 +2058,7 @@ impl Sim {
         let Some(row) = &w.after else {
             return Ok(());
         };
-        let id = world.id_string(row.id);
+        let id = || world.id_string(row.id);
         // The table's validator as the plan declares it (`references = "keep_legacy"`
         // declares references `v.id("objects")`). A store that validates its writes checked
         // the row against it when it was written; one that does not (the plan turned
@@ -2070,6 +2070,7 @@ impl Sim {
         if !world.store.validates(row.id.table)
             && let Err(e) = validator.validate_fields(&row.fields)
         {
+            let id = id();
             let f = self.fail(
                 Invariant::TypedRowValid,
                 format!("{id} does not validate against {kind}: {e}"),
@@ -2089,6 +2090,7 @@ impl Sim {
             let key = world.key_of(l);
             if w.before.is_none() && key.is_some_and(|k| self.deleted.contains(&k)) {
                 let (row_id, k) = (row.id, key.unwrap_or_default());
+                let id = id();
                 let f = self.fail(
                     Invariant::DeletedStaysDeleted,
                     format!(
@@ -2108,6 +2110,7 @@ impl Sim {
                 .collect();
             let rows = row_ids.len();
             if rows > 1 {
+                let id = id();
                 let f = self.fail(
                     Invariant::UniqueTypedRow,
                     format!(
@@ -2139,9 +2142,8 @@ impl Sim {
                 }));
             }
         }
-        let mut fields = row.fields.clone();
         let mut dangling = None;
-        let _ = for_each_reference(kind, &mut fields, |path, target, v| {
+        let _ = for_each_reference_in(kind, &row.fields, |path, target, v| {
             let Some(target) = target else {
                 return Ok::<(), ()>(());
             };
@@ -2167,6 +2169,7 @@ impl Sim {
             Ok(())
         });
         if let Some(d) = dangling {
+            let id = id();
             let f = self.fail(
                 Invariant::ReferentialIntegrity,
                 format!("{id}: {d}, but the reference resolves without the migration"),
@@ -2239,10 +2242,10 @@ impl Sim {
         {
             let expected = self.migrated.map_doc_now(kind, &doc);
             let world = &self.migrated;
-            match expected {
-                Ok(f) if f == t.fields => {}
+            match expected.as_ref() {
+                Ok(f) if *f == t.fields => {}
                 Ok(f) => {
-                    let difference = first_difference(&f, &t.fields);
+                    let difference = first_difference(f, &t.fields);
                     let fail = self.fail(
                         Invariant::FieldAgreement,
                         format!(
@@ -2250,7 +2253,7 @@ impl Sim {
                             world.id_string(t.id),
                             world.id_string(l),
                         ),
-                        Some(Value::Object(f).to_string()),
+                        Some(Value::Object(f.clone()).to_string()),
                         Some(Value::Object(t.fields.clone()).to_string()),
                     );
                     let t_id = t.id;
@@ -2454,7 +2457,7 @@ impl Sim {
             |s| format!("the backfill finished at step {s}"),
         );
         if let Some(doc) = self.migrated.store.peek(l).cloned()
-            && let Err(e) = self.migrated.map_doc_now(kind, &doc)
+            && let Err(e) = self.migrated.map_doc_now(kind, &doc).as_ref()
         {
             return Explained {
                 anomaly: Anomaly::SilentlyDroppedDocument,

@@ -55,18 +55,27 @@ impl std::error::Error for ValidationError {}
 
 /// Splits `table:seq`, the encoding of ids in this model, into its table name and sequence.
 pub fn parse_id(s: &str) -> Option<(&str, u32)> {
-    let (table, seq) = s.split_once(':')?;
-    if table.is_empty()
-        || !table
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
+    // One pass over the bytes: the table name (ASCII letters, digits, `_`), a colon, then a
+    // decimal sequence number without leading zeros that fits a u32.
+    let bytes = s.as_bytes();
+    let colon = bytes
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_'))?;
+    if colon == 0 || bytes[colon] != b':' {
         return None;
     }
-    if seq.is_empty() || seq.starts_with('0') && seq.len() > 1 {
+    let digits = &bytes[colon + 1..];
+    if digits.is_empty() || digits[0] == b'0' && digits.len() > 1 {
         return None;
     }
-    Some((table, seq.parse().ok()?))
+    let mut seq: u32 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        seq = seq.checked_mul(10)?.checked_add(u32::from(d - b'0'))?;
+    }
+    Some((&s[..colon], seq))
 }
 
 impl Validator {
@@ -359,6 +368,8 @@ mod tests {
     #[test]
     fn parse_id_rejects_malformed_ids() {
         assert_eq!(parse_id("objects:12"), Some(("objects", 12)));
+        assert_eq!(parse_id("id_map:0"), Some(("id_map", 0)));
+        assert_eq!(parse_id("events:4294967295"), Some(("events", u32::MAX)));
         for bad in [
             "objects",
             "objects:",
@@ -366,6 +377,10 @@ mod tests {
             "objects:x",
             "obj ects:1",
             "objects:01",
+            "objects:+1",
+            "objects:1:2",
+            "objects:4294967296",
+            "évents:1",
         ] {
             assert_eq!(parse_id(bad), None, "{bad}");
         }

@@ -34,12 +34,15 @@ pub struct Entry {
 /// A name's first eight bytes, zero-padded, as a big-endian number: when two names' prefixes
 /// differ, they order the names (a name that ends first has a zero where the other has a
 /// byte, and sorts first).
+#[inline]
 fn prefix(name: &str) -> u64 {
-    name.as_bytes()
-        .iter()
-        .take(8)
-        .enumerate()
-        .fold(0, |p, (i, &b)| p | u64::from(b) << (56 - 8 * i))
+    match name.as_bytes().first_chunk::<8>() {
+        Some(head) => u64::from_be_bytes(*head),
+        None => name
+            .bytes()
+            .enumerate()
+            .fold(0, |p, (i, b)| p | u64::from(b) << (56 - 8 * i)),
+    }
 }
 
 impl Entry {
@@ -52,9 +55,16 @@ impl Entry {
     }
 
     fn cmp_name(&self, prefix: u64, name: &str) -> Ordering {
-        self.prefix
-            .cmp(&prefix)
-            .then_with(|| self.key.as_str().cmp(name))
+        self.prefix.cmp(&prefix).then_with(|| {
+            // Equal prefixes: the first eight bytes agree (a name shorter than eight is padded
+            // with zeros, so it is a prefix of the other), and only the rest can differ.
+            let (a, b) = (self.key.as_bytes(), name.as_bytes());
+            if a.len() <= 8 && b.len() <= 8 {
+                a.len().cmp(&b.len())
+            } else {
+                a[a.len().min(8)..].cmp(&b[b.len().min(8)..])
+            }
+        })
     }
 }
 
@@ -112,6 +122,16 @@ impl Fields {
     pub fn get<Q: AsRef<str> + ?Sized>(&self, key: &Q) -> Option<&Value> {
         let i = self.find(key.as_ref()).ok()?;
         Some(&self.0[i].value)
+    }
+
+    /// The position of `key` in iteration order (as `IndexMap::get_index_of`).
+    pub fn get_index_of<Q: AsRef<str> + ?Sized>(&self, key: &Q) -> Option<usize> {
+        self.find(key.as_ref()).ok()
+    }
+
+    /// The field at a position in iteration order (as `IndexMap::get_index`).
+    pub fn get_index(&self, i: usize) -> Option<(&Str, &Value)> {
+        self.0.get(i).map(|e| (&e.key, &e.value))
     }
 
     pub fn get_mut<Q: AsRef<str> + ?Sized>(&mut self, key: &Q) -> Option<&mut Value> {

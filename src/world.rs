@@ -226,7 +226,7 @@ pub struct Ctx {
     waiting: std::collections::BTreeMap<DocId, BTreeSet<(Kind, DocId)>>,
     /// Strict mappings computed since the last `absorb`, by document version: the diff and the
     /// checker map the same documents against the same store after a step.
-    mapped: HashMap<DocId, (Arc<Doc>, Result<Fields, MapError>)>,
+    mapped: HashMap<DocId, (Arc<Doc>, Mapped)>,
     /// Per kind, whether `unclean` must be rebuilt by a full diff before it is trusted.
     unclean_stale: [bool; 3],
     /// Where the operator's quarantine retry resumes, per kind (the job's own memory, not
@@ -265,6 +265,10 @@ pub struct Ctx {
 
 /// What a reader sees of one document; shared, as views are memoized.
 pub type View = Arc<Value>;
+
+/// A legacy document version's mapping to its typed row (`World::map_doc_now`); shared, as
+/// it is memoized.
+pub type Mapped = Arc<Result<Fields, MapError>>;
 
 /// A query that gathers documents for a list read, in one world.
 pub type Gather<'a> = dyn FnMut(&Ctx, &mut Tx<'_>) -> Result<Vec<Arc<Doc>>, TxError> + 'a;
@@ -991,13 +995,13 @@ impl World {
     }
 
     /// `map_now` of a stored legacy document, memoized until the next `absorb`.
-    pub fn map_doc_now(&mut self, kind: Kind, doc: &Arc<Doc>) -> Result<Fields, MapError> {
+    pub fn map_doc_now(&mut self, kind: Kind, doc: &Arc<Doc>) -> Mapped {
         if let Some((cached, mapped)) = self.ctx.mapped.get(&doc.id)
             && Arc::ptr_eq(cached, doc)
         {
             return mapped.clone();
         }
-        let mapped = self.map_now(kind, doc);
+        let mapped = Arc::new(self.map_now(kind, doc));
         self.ctx
             .mapped
             .insert(doc.id, (doc.clone(), mapped.clone()));
@@ -1028,13 +1032,13 @@ impl World {
         if let Err(MapError {
             blocked_by: Some(b),
             ..
-        }) = &mapped
+        }) = mapped.as_ref()
             && let Some(b) = self.parse_id(b)
         {
             self.ctx.waiting.entry(b).or_default().insert((kind, l));
         }
-        let difference = match (mapped, typed.as_slice(), quarantined) {
-            (Ok(f), [t], false) if t.fields == f => return None,
+        let difference = match (mapped.as_ref(), typed.as_slice(), quarantined) {
+            (Ok(f), [t], false) if t.fields == *f => return None,
             (Err(_), [] | [_], true) => return None,
             (_, rows, _) if rows.len() > 1 => format!("has {} typed rows", rows.len()),
             (Ok(_), [], false) => "has no typed row".to_string(),
@@ -1236,9 +1240,9 @@ impl Ctx {
 
     /// The typed id a reference should hold: an `objects` id is looked up by legacy id, a
     /// typed id of the right table is kept if its row exists.
-    fn remap(&self, tx: &mut Tx<'_>, target: Kind, s: &str) -> Result<Option<String>, TxError> {
+    fn remap(&self, tx: &mut Tx<'_>, target: Kind, s: &str) -> Result<Option<Str>, TxError> {
         if self.plan.strategy.references == References::KeepLegacy {
-            return Ok(Some(s.to_string()));
+            return Ok(Some(s.into()));
         }
         if self.bugs.bogus_event_remap && target == Kind::Events {
             return Ok(Some("events:999999".into()));
@@ -1248,7 +1252,7 @@ impl Ctx {
         };
         if id.table == self.t.objects {
             if let Some(d) = self.typed_of_legacy(tx, target, id)? {
-                return Ok(Some(self.id_string(d.id).into()));
+                return Ok(Some(self.id_string(d.id)));
             }
             // A quarantined document has no typed id to point at.
             if self.quarantine_entry(tx, id)?.is_some() {
@@ -1261,14 +1265,14 @@ impl Ctx {
             let key = [Value::String(self.id_string(id))];
             Ok(tx
                 .first(self.t.id_map_by_legacy, &key)?
-                .and_then(|m| m.get("typedId").and_then(Value::as_str).map(str::to_string))
+                .and_then(|m| m.get("typedId").and_then(Value::as_str).map(Str::from))
                 .filter(|t| {
                     self.parse_id(t)
                         .is_some_and(|t| t.table == self.t.typed[target.index()])
                 }))
         } else if id.table == self.t.typed[target.index()] {
             // Already a typed id: kept as it is, dangling or not, like a legacy reference.
-            Ok(Some(s.to_string()))
+            Ok(Some(s.into()))
         } else {
             Ok(None)
         }
@@ -1316,18 +1320,18 @@ impl Ctx {
             let Some(target) = target else {
                 return Ok(());
             };
-            let s = value.as_str().unwrap_or_default().to_string();
-            match self.remap(tx, target, &s)? {
-                Some(typed) => *value = Value::from(typed),
+            let s = value.as_str().unwrap_or_default();
+            match self.remap(tx, target, s)? {
+                Some(typed) => *value = Value::String(typed),
                 None if failure.is_none() => {
                     let blocked_by = self
-                        .parse_id(&s)
+                        .parse_id(s)
                         .filter(|id| id.table == self.t.objects)
-                        .map(|_| s.clone());
+                        .map(|_| s.to_string());
                     failure = Some(MapError {
                         blocked_by,
-                        path: match path.strip_prefix("lineItems[0].") {
-                            Some(field) if v1 => format!("customProperties.{field}"),
+                        path: match path.item {
+                            Some(0) if v1 => format!("customProperties.{}", path.name),
                             _ => format!("customProperties.{path}"),
                         },
                         reason: format!(
@@ -1934,7 +1938,7 @@ impl Ctx {
                 let s = self.ref_string(*k);
                 match (self.reference_target(kind, c.field), s.as_str()) {
                     (Some(t), Some(id)) => match self.remap(tx, t, id)? {
-                        Some(typed) => Some(Value::from(typed)),
+                        Some(typed) => Some(Value::String(typed)),
                         None => return Ok(Err(id.to_string())),
                     },
                     _ => Some(s),
