@@ -8,6 +8,7 @@ pub mod exhaustive;
 pub mod explore;
 pub mod export;
 pub mod extension;
+pub mod keycode;
 pub mod output;
 pub mod plan;
 pub mod replay;

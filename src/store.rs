@@ -2,6 +2,7 @@
 //! range reads and cursor pagination, validated writes, and atomic mutations with Convex's
 //! per-transaction limits. It does no IO and knows nothing about the migration.
 
+use crate::keycode::{self, KeyBytes};
 use crate::validator::{ValidationError, Validator, parse_id};
 use crate::value::{Fields, Value, measure_fields};
 use std::collections::{BTreeMap, BTreeSet};
@@ -117,13 +118,42 @@ pub fn state_hasher() -> foldhash::quality::FoldHasher<'static> {
 
 /// A key in an index: the indexed values (`None` is Convex's `undefined`, which sorts first),
 /// then the creation time, then the id. Cursors are index keys.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IndexKey {
-    /// Inline up to two values (most indexes have one or two fields), so that comparing
-    /// keys in an index reads the key where it sits instead of following a pointer for each.
-    pub values: smallvec::SmallVec<[Option<Value>; 2]>,
+    /// The values in `keycode`'s order-preserving encoding: an index search compares keys
+    /// as bytes, where they sit (inline up to an id and a short string).
+    values: KeyBytes,
     pub creation_time: u64,
     pub id: DocId,
+}
+
+impl IndexKey {
+    pub fn new<'a>(
+        values: impl IntoIterator<Item = Option<&'a Value>>,
+        creation_time: u64,
+        id: DocId,
+    ) -> IndexKey {
+        IndexKey {
+            values: keycode::encode(values),
+            creation_time,
+            id,
+        }
+    }
+
+    /// The indexed values.
+    pub fn values(&self) -> Vec<Option<Value>> {
+        keycode::decode(&self.values).expect("an index key holds values the store encoded")
+    }
+}
+
+impl fmt::Debug for IndexKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IndexKey")
+            .field("values", &self.values())
+            .field("creation_time", &self.creation_time)
+            .field("id", &self.id)
+            .finish()
+    }
 }
 
 /// A resolved reference to one index of one table.
@@ -471,15 +501,11 @@ impl Store {
     }
 
     fn index_key(def: &IndexDef, doc: &Doc) -> IndexKey {
-        IndexKey {
-            values: def
-                .fields
-                .iter()
-                .map(|f| get_path(&doc.fields, f).cloned())
-                .collect(),
-            creation_time: doc.creation_time,
-            id: doc.id,
-        }
+        IndexKey::new(
+            def.fields.iter().map(|f| get_path(&doc.fields, f)),
+            doc.creation_time,
+            doc.id,
+        )
     }
 
     /// Replaces the stored version of `id` (or removes it) and keeps every index in step.
@@ -537,21 +563,16 @@ fn range_after<'a>(
     prefix: &'a [Value],
     after: Option<&IndexKey>,
 ) -> impl Iterator<Item = &'a IndexKey> + 'a {
+    // The keys whose first values are `prefix` are those whose encoding starts with the
+    // prefix's; the lowest of them sorts after the prefix alone at time 0.
+    let start = IndexKey::new(prefix.iter().map(Some), 0, DocId { table: 0, seq: 0 });
     let lower = match after {
         Some(cursor) => Bound::Excluded(cursor.clone()),
-        None => Bound::Included(IndexKey {
-            values: prefix.iter().cloned().map(Some).collect(),
-            creation_time: 0,
-            id: DocId { table: 0, seq: 0 },
-        }),
+        None => Bound::Included(start.clone()),
     };
-    index.range((lower, Bound::Unbounded)).take_while(move |k| {
-        k.values.len() >= prefix.len()
-            && k.values
-                .iter()
-                .zip(prefix)
-                .all(|(a, b)| a.as_ref() == Some(b))
-    })
+    index
+        .range((lower, Bound::Unbounded))
+        .take_while(move |k| k.values.starts_with(&start.values))
 }
 
 /// One running mutation. Writes apply in place with an undo log, so the mutation reads its

@@ -2410,9 +2410,9 @@ impl Ctx {
 
     fn encode_cursor(&self, c: &IndexKey) -> Value {
         let mut parts: Vec<Value> = c
-            .values
-            .iter()
-            .map(|v| v.clone().unwrap_or(Value::Null))
+            .values()
+            .into_iter()
+            .map(|v| v.unwrap_or(Value::Null))
             .collect();
         parts.push(Value::Int64(c.creation_time as i64));
         parts.push(Value::String(self.id_string(c.id)));
@@ -2424,11 +2424,11 @@ impl Ctx {
         let (id, rest) = parts.split_last()?;
         let (ts, values) = rest.split_last()?;
         let Value::Int64(ts) = ts else { return None };
-        Some(IndexKey {
-            values: values.iter().cloned().map(Some).collect(),
-            creation_time: *ts as u64,
-            id: self.parse_id(id.as_str()?)?,
-        })
+        Some(IndexKey::new(
+            values.iter().map(Some),
+            *ts as u64,
+            self.parse_id(id.as_str()?)?,
+        ))
     }
 }
 
