@@ -1947,6 +1947,18 @@ impl Sim {
         let oracle_log = self.oracle.absorb();
         let log = self.migrated.absorb();
         (log.len(), oracle_log.len()).hash(&mut self.hasher);
+        // Where both worlds now hold the same legacy version, the oracle takes the migrated
+        // world's: it shares what the write path derived from it.
+        for w in &oracle_log {
+            if let Some(after) = &w.after
+                && w.id.table == self.oracle.t.objects
+                && let Some(mine) = self.migrated.store.peek(w.id)
+                && mine.id == after.id
+            {
+                let mine = mine.clone();
+                self.oracle.store.adopt(&mine);
+            }
+        }
         if self.verbose && !log.is_empty() {
             let summary = describe_writes(&self.migrated, &log);
             self.note("", || format!("  wrote {summary}"));

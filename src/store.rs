@@ -414,6 +414,21 @@ impl Store {
         self.tables.get(usize::from(id.table))?.doc(id.seq)
     }
 
+    /// Stores `version` in place of the stored version of its id when the two are the same
+    /// document (id, creation time and fields), so that what readers memoized on either is
+    /// shared: the simulation's two worlds write equal versions of most documents. Nothing
+    /// a reader sees changes, and nothing is logged. Returns whether it did.
+    pub fn adopt(&mut self, version: &Arc<Doc>) -> bool {
+        let id = version.id;
+        match self.peek(id) {
+            Some(mine) if !Arc::ptr_eq(mine, version) && **mine == **version => {}
+            _ => return false,
+        }
+        let table = Arc::make_mut(&mut self.tables[usize::from(id.table)]);
+        table.docs[id.seq as usize] = Some(version.clone());
+        true
+    }
+
     pub fn len(&self, table: TableNo) -> usize {
         self.tables[usize::from(table)].live
     }
@@ -925,6 +940,47 @@ mod tests {
         fork_scratch.tracking = false;
         assert_eq!(content_hash_of(&fork), content_hash_of(&fork_scratch));
         assert_ne!(content_hash_of(&fork), content_hash_of(&tracked));
+    }
+
+    /// `adopt` takes another store's version of a document only when it is the same
+    /// document, and then changes nothing a reader sees and logs nothing.
+    #[test]
+    fn a_store_adopts_only_an_equal_version() {
+        let mut mine = store();
+        let t = mine.table("loose");
+        let id = mine
+            .mutate(0, |tx| {
+                tx.insert(t, fields(object([("k", Value::from("a"))])))
+            })
+            .unwrap();
+        let mut theirs = mine.clone();
+        theirs
+            .mutate(1, |tx| {
+                tx.replace(id, fields(object([("k", Value::from("b"))])))
+            })
+            .unwrap();
+        mine.take_log();
+        let before = mine.peek(id).unwrap().clone();
+        // A different version is refused.
+        assert!(!mine.adopt(theirs.peek(id).unwrap()));
+        assert!(Arc::ptr_eq(mine.peek(id).unwrap(), &before));
+        // An equal version written separately is taken.
+        theirs
+            .mutate(2, |tx| {
+                tx.replace(id, fields(object([("k", Value::from("a"))])))
+            })
+            .unwrap();
+        let equal = theirs.peek(id).unwrap().clone();
+        assert!(!Arc::ptr_eq(&equal, &before));
+        assert!(mine.adopt(&equal));
+        assert!(Arc::ptr_eq(mine.peek(id).unwrap(), &equal));
+        assert!(mine.take_log().is_empty());
+        let by_k = mine.index("loose", "by_k");
+        let found = mine
+            .mutate(3, |tx| tx.range(by_k, &[Value::from("a")]))
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        assert!(Arc::ptr_eq(&found[0], &equal));
     }
 
     #[test]

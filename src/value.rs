@@ -91,6 +91,14 @@ impl Fields {
         Fields(entries)
     }
 
+    /// A clone with room for `extra` more fields (a caller about to add some saves the
+    /// vector's regrowth).
+    pub fn clone_reserving(&self, extra: usize) -> Fields {
+        let mut entries = Vec::with_capacity(self.0.len() + extra);
+        entries.extend(self.0.iter().cloned());
+        Fields(entries)
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }

@@ -1299,7 +1299,12 @@ impl Ctx {
         kind: Kind,
         doc: &Doc,
     ) -> Result<Result<Fields, MapError>, TxError> {
-        self.map_derived(tx, kind, derived(kind, doc, true).clone(), Some(doc.id))
+        // Room for `legacyId`.
+        let derived = match derived(kind, doc, true) {
+            Ok(f) => Ok(f.clone_reserving(1)),
+            Err(e) => Err(e.clone()),
+        };
+        self.map_derived(tx, kind, derived, Some(doc.id))
     }
 
     fn map_derived(
@@ -2209,7 +2214,10 @@ impl Ctx {
     /// memoized: keys are learned over time but never change).
     fn view_uncached(&self, kind: Kind, doc: &Doc) -> (Value, bool) {
         let (mut fields, key) = if doc.id.table == self.t.objects {
-            let f = derived(kind, doc, false).clone().unwrap_or_default();
+            // Room for `_key`.
+            let f = derived(kind, doc, false)
+                .as_ref()
+                .map_or_else(|_| Fields::new(), |f| f.clone_reserving(1));
             (f, self.key_of(doc.id))
         } else {
             let mut f = doc.fields.clone();
