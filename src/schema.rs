@@ -257,8 +257,8 @@ pub fn typed_validator_with(kind: Kind, references: References) -> V {
             V::Array(i) => V::array(keep_legacy(*i)),
             V::Object(fields) => V::Object(
                 fields
-                    .into_iter()
-                    .map(|(k, v)| (k, keep_legacy(v)))
+                    .iter()
+                    .map(|(k, v)| (k.clone(), keep_legacy(v.clone())))
                     .collect(),
             ),
             other => other,
@@ -273,7 +273,7 @@ pub fn typed_validator_with(kind: Kind, references: References) -> V {
         (s.name.to_string(), v)
     }));
     spec.push(("metadata".to_string(), opt(V::Record(Box::new(V::Any)))));
-    V::Object(spec)
+    V::Object(crate::validator::ObjectSpec::new(spec))
 }
 
 fn idx(name: &'static str, fields: &[&'static str]) -> IndexDef {
