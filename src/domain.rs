@@ -52,6 +52,34 @@ struct Spec {
 struct KindSpecs {
     fields: Vec<Spec>,
     line_item: Vec<Spec>,
+    /// Positions in `fields` of the fields a derivation pulls (not `Derived`): in
+    /// declaration order, and in name order (the order of `Fields`).
+    pulled: [Vec<usize>; 2],
+    /// Positions in `line_item`, in declaration order and in name order.
+    item_pulled: [Vec<usize>; 2],
+}
+
+/// The order a derivation pulls fields in. By name, the pairs come out in the order of
+/// `Fields` and need no sorting; an error is derived again in declaration order, so that it
+/// names the first failing field as the schema lists them.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Order {
+    Declared = 0,
+    ByName = 1,
+}
+
+/// `[declaration order, name order]` of the specs that `keep` selects; names are unique.
+fn orders(specs: &[Spec], keep: impl Fn(&Spec) -> bool) -> [Vec<usize>; 2] {
+    let declared: Vec<usize> = (0..specs.len()).filter(|&i| keep(&specs[i])).collect();
+    let mut by_name = declared.clone();
+    by_name.sort_by_key(|&i| specs[i].name);
+    assert!(
+        by_name
+            .windows(2)
+            .all(|w| specs[w[0]].name < specs[w[1]].name),
+        "a kind pulls two fields of one name"
+    );
+    [declared, by_name]
 }
 
 fn legacy_side(v: &Validator) -> Validator {
@@ -86,9 +114,15 @@ fn specs(fields: Vec<FieldSpec>) -> Vec<Spec> {
 }
 
 static SPECS: LazyLock<[KindSpecs; 3]> = LazyLock::new(|| {
-    Kind::ALL.map(|k| KindSpecs {
-        fields: specs(kind_fields(k)),
-        line_item: specs(line_item_fields()),
+    Kind::ALL.map(|k| {
+        let fields = specs(kind_fields(k));
+        let line_item = specs(line_item_fields());
+        KindSpecs {
+            pulled: orders(&fields, |s| s.source != Source::Derived),
+            item_pulled: orders(&line_item, |_| true),
+            fields,
+            line_item,
+        }
     })
 });
 
@@ -119,6 +153,11 @@ const TOTALS: [&str; 4] = [
 /// `strict` checks every field against the typed validator and fails on the first mismatch;
 /// lenient derivation never fails and keeps odd values as they are (the legacy reader's view).
 pub fn derive(kind: Kind, doc: &Fields, strict: bool) -> Result<Fields, MapError> {
+    derive_in(kind, doc, strict, Order::ByName)
+        .or_else(|_| derive_in(kind, doc, strict, Order::Declared))
+}
+
+fn derive_in(kind: Kind, doc: &Fields, strict: bool, order: Order) -> Result<Fields, MapError> {
     let empty = Fields::new();
     let cp = match doc.get("customProperties") {
         Some(Value::Object(cp)) => cp,
@@ -136,10 +175,13 @@ pub fn derive(kind: Kind, doc: &Fields, strict: bool) -> Result<Fields, MapError
         }
     };
     let spec = &SPECS[kind.index()];
-    // Pairs in spec order, sorted once at the end.
-    let mut out: Vec<(Str, Value)> = Vec::with_capacity(spec.fields.len() + 2);
+    // The pulled fields' pairs in `order`, then the computed ones, which replace a pulled
+    // one of the same name.
+    let mut out: Vec<(Str, Value)> = Vec::with_capacity(spec.fields.len());
+    let mut computed: Vec<(Str, Value)> = Vec::new();
     let mut consumed = Consumed::new(cp);
-    for s in spec.fields.iter().filter(|s| s.source != Source::Derived) {
+    for &i in &spec.pulled[order as usize] {
+        let s = &spec.fields[i];
         let (found, at) = match s.source {
             Source::Top => (doc.get(s.name), At::Top),
             _ => (consumed.take(s.name), At::Custom),
@@ -147,13 +189,18 @@ pub fn derive(kind: Kind, doc: &Fields, strict: bool) -> Result<Fields, MapError
         pull(s, found, at, strict, &mut out)?;
     }
     if kind == Kind::Transactions {
-        derive_transaction(cp, spec, strict, &mut out, &mut consumed)?;
+        derive_transaction(cp, spec, strict, order, &mut computed, &mut consumed)?;
     }
     let metadata = consumed.rest();
     if !metadata.is_empty() {
-        out.push(("metadata".into(), Value::Object(metadata)));
+        computed.push(("metadata".into(), Value::Object(metadata)));
     }
-    Ok(Fields::from_pairs(out))
+    let mut fields = Fields::from_pairs(out);
+    fields.reserve(computed.len());
+    for (name, value) in computed {
+        fields.insert(name, value);
+    }
+    Ok(fields)
 }
 
 /// The fields of `customProperties` a derivation used, by position: the others travel in
@@ -277,6 +324,7 @@ fn derive_transaction(
     cp: &Fields,
     spec: &KindSpecs,
     strict: bool,
+    order: Order,
     out: &mut Vec<(Str, Value)>,
     consumed: &mut Consumed<'_>,
 ) -> Result<(), MapError> {
@@ -298,7 +346,8 @@ fn derive_transaction(
                         match item {
                             Value::Object(item) => {
                                 let mut o = Vec::with_capacity(spec.line_item.len());
-                                for s in &spec.line_item {
+                                for &j in &spec.item_pulled[order as usize] {
+                                    let s = &spec.line_item[j];
                                     let found = item.get(s.name);
                                     pull(s, found, At::LineItem(i), strict, &mut o)?;
                                 }
@@ -331,7 +380,8 @@ fn derive_transaction(
         "v1" => {
             consumed.mark(&V1_CONSUMED);
             let mut o = Vec::with_capacity(spec.line_item.len());
-            for s in &spec.line_item {
+            for &j in &spec.item_pulled[order as usize] {
+                let s = &spec.line_item[j];
                 pull(s, cp.get(s.name), At::Custom, strict, &mut o)?;
             }
             items.push(Value::Object(Fields::from_pairs(o)));
@@ -769,6 +819,17 @@ mod tests {
     proptest::proptest! {
         /// What lets `derived` serve a lenient reader the strict derivation: wherever the
         /// strict one succeeds, the lenient one is the same.
+        #[test]
+        fn deriving_in_name_order_is_deriving_in_declaration_order(
+            (kind, doc) in perturbed(),
+            strict in proptest::bool::ANY,
+        ) {
+            proptest::prop_assert_eq!(
+                derive(kind, &doc, strict),
+                derive_in(kind, &doc, strict, Order::Declared)
+            );
+        }
+
         #[test]
         fn strict_success_is_the_lenient_derivation((kind, doc) in perturbed()) {
             if let Ok(strict) = derive(kind, &doc, true) {

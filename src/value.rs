@@ -99,6 +99,11 @@ impl Fields {
         Fields(entries)
     }
 
+    /// Room for `extra` more fields.
+    pub fn reserve(&mut self, extra: usize) {
+        self.0.reserve(extra);
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
