@@ -280,6 +280,15 @@ fn idx(name: &'static str, fields: &[&'static str]) -> IndexDef {
     IndexDef {
         name,
         fields: fields.to_vec(),
+        hashed: false,
+    }
+}
+
+/// An index whose values are unique or nearly so and read one at a time (`IndexDef::hashed`).
+fn lookup(name: &'static str, fields: &[&'static str]) -> IndexDef {
+    IndexDef {
+        hashed: true,
+        ..idx(name, fields)
     }
 }
 
@@ -317,7 +326,7 @@ pub fn tables(references: References) -> Vec<TableDef> {
             name: "events",
             validator: Some(typed_validator_with(Kind::Events, references)),
             indexes: vec![
-                idx("by_legacy", &["legacyId"]),
+                lookup("by_legacy", &["legacyId"]),
                 idx("by_org", &["organizationId"]),
             ],
         },
@@ -325,7 +334,7 @@ pub fn tables(references: References) -> Vec<TableDef> {
             name: "transactions",
             validator: Some(typed_validator_with(Kind::Transactions, references)),
             indexes: vec![
-                idx("by_legacy", &["legacyId"]),
+                lookup("by_legacy", &["legacyId"]),
                 idx("by_org", &["organizationId"]),
                 idx("by_checkout_session", &["checkoutSessionId"]),
             ],
@@ -334,7 +343,7 @@ pub fn tables(references: References) -> Vec<TableDef> {
             name: "tickets",
             validator: Some(typed_validator_with(Kind::Tickets, references)),
             indexes: vec![
-                idx("by_legacy", &["legacyId"]),
+                lookup("by_legacy", &["legacyId"]),
                 idx("by_event", &["eventId"]),
                 idx("by_transaction", &["transactionId"]),
                 idx("by_org_status", &["organizationId", "status"]),
@@ -344,7 +353,7 @@ pub fn tables(references: References) -> Vec<TableDef> {
         TableDef {
             name: "webhookEvents",
             validator: Some(V::object(vec![("eventId", V::String)])),
-            indexes: vec![idx("by_event_id", &["eventId"])],
+            indexes: vec![lookup("by_event_id", &["eventId"])],
         },
         TableDef {
             name: "migrationProgress",
@@ -358,7 +367,7 @@ pub fn tables(references: References) -> Vec<TableDef> {
                 ("batches", V::Number),
                 ("done", V::Boolean),
             ])),
-            indexes: vec![idx("by_kind", &["kind"])],
+            indexes: vec![lookup("by_kind", &["kind"])],
         },
         // Every legacy id -> typed id pair the migration ever created, kept after deletes so
         // that a reference to a deleted entity maps to the typed id it had (legacy documents
@@ -369,7 +378,7 @@ pub fn tables(references: References) -> Vec<TableDef> {
                 ("legacyId", V::id("objects")),
                 ("typedId", V::String),
             ])),
-            indexes: vec![idx("by_legacy", &["legacyId"])],
+            indexes: vec![lookup("by_legacy", &["legacyId"])],
         },
         TableDef {
             name: "migrationQuarantine",
@@ -382,7 +391,7 @@ pub fn tables(references: References) -> Vec<TableDef> {
                 ("organizationId", opt(V::Any)),
             ])),
             indexes: vec![
-                idx("by_legacy", &["legacyId"]),
+                lookup("by_legacy", &["legacyId"]),
                 idx("by_kind", &["kind"]),
                 idx("by_kind_org", &["kind", "organizationId"]),
             ],

@@ -26,6 +26,11 @@ pub struct DocId {
 pub struct IndexDef {
     pub name: &'static str,
     pub fields: Vec<&'static str>,
+    /// Whether the index also keeps its keys by their values, so that a read that gives
+    /// every field finds its documents without searching the tree: for indexes whose
+    /// values are (nearly) unique and looked up one at a time, such as a legacy id. An
+    /// index where many documents share a value (a type, a status) should not be hashed.
+    pub hashed: bool,
 }
 
 /// A table's declaration: its name, its validator (`None` for a loose table) and its indexes.
@@ -249,7 +254,14 @@ struct Table {
     /// `docs`. An update that leaves a document's indexed fields alone touches no index.
     /// Each is shared between forks of a store until a write changes its keys.
     indexes: Vec<Arc<BTreeSet<IndexKey>>>,
+    /// For each hashed index (`IndexDef::hashed`), the same keys by their values: each
+    /// value's creation times and ids, in index order. Looked up, never iterated. Shared
+    /// like `indexes`.
+    points: Vec<Option<Arc<Points>>>,
 }
+
+/// A hashed index's keys by their encoded values.
+type Points = rustc_hash::FxHashMap<KeyBytes, smallvec::SmallVec<[(u64, DocId); 1]>>;
 
 impl Table {
     fn doc(&self, seq: u32) -> Option<&Arc<Doc>> {
@@ -298,6 +310,11 @@ impl Store {
             .map(|def| {
                 Arc::new(Table {
                     indexes: def.indexes.iter().map(|_| Arc::default()).collect(),
+                    points: def
+                        .indexes
+                        .iter()
+                        .map(|i| i.hashed.then(Arc::default))
+                        .collect(),
                     def: Arc::new(def),
                     docs: Vec::new(),
                     live: 0,
@@ -477,9 +494,7 @@ impl Store {
         index: IndexRef,
         prefix: &'a [Value],
     ) -> impl Iterator<Item = &'a Arc<Doc>> + 'a {
-        let table = &self.tables[usize::from(index.table)];
-        range_after(&table.indexes[usize::from(index.index)], prefix, None)
-            .map(|k| table.indexed(k))
+        hits(&self.tables[usize::from(index.table)], index, prefix)
     }
 
     /// Takes the writes committed since the last call.
@@ -539,7 +554,13 @@ impl Store {
                 .wrapping_sub(hash(&before))
                 .wrapping_add(hash(&doc));
         }
-        for (def, index) in table.def.indexes.iter().zip(table.indexes.iter_mut()) {
+        for ((def, index), points) in table
+            .def
+            .indexes
+            .iter()
+            .zip(table.indexes.iter_mut())
+            .zip(table.points.iter_mut())
+        {
             if let (Some(a), Some(b)) = (&before, &doc)
                 && a.creation_time == b.creation_time
                 && def
@@ -552,12 +573,31 @@ impl Store {
                 continue;
             }
             let index = Arc::make_mut(index);
+            let mut points = points.as_mut().map(Arc::make_mut);
             if let Some(a) = &before {
-                let removed = index.remove(&Store::index_key(def, a));
+                let key = Store::index_key(def, a);
+                if let Some(points) = points.as_deref_mut() {
+                    let at = (key.creation_time, key.id);
+                    let list = points
+                        .get_mut(&key.values)
+                        .expect("index out of step with its table");
+                    list.retain(|p| *p != at);
+                    if list.is_empty() {
+                        points.remove(&key.values);
+                    }
+                }
+                let removed = index.remove(&key);
                 assert!(removed, "index out of step with its table");
             }
             if let Some(b) = &doc {
-                index.insert(Store::index_key(def, b));
+                let key = Store::index_key(def, b);
+                if let Some(points) = points {
+                    let at = (key.creation_time, key.id);
+                    let list = points.entry(key.values.clone()).or_default();
+                    let i = list.partition_point(|p| *p < at);
+                    list.insert(i, at);
+                }
+                index.insert(key);
             }
         }
         before
@@ -571,6 +611,33 @@ fn content_sum(t: &Table) -> u64 {
         .iter()
         .flatten()
         .fold(0, |sum, d| sum.wrapping_add(d.content_hash()))
+}
+
+/// The documents whose first index values are `prefix`, in index order: from the index's
+/// hash when it has one and `prefix` gives every field, else from its tree.
+fn hits<'a>(
+    table: &'a Table,
+    index: IndexRef,
+    prefix: &'a [Value],
+) -> impl Iterator<Item = &'a Arc<Doc>> + 'a {
+    let i = usize::from(index.index);
+    let points = table.points[i]
+        .as_ref()
+        .filter(|_| prefix.len() == table.def.indexes[i].fields.len())
+        .map(|points| {
+            points
+                .get(&keycode::encode(prefix.iter().map(Some)))
+                .map_or(&[][..], |list| list.as_slice())
+        });
+    let tree = match points {
+        Some(_) => None,
+        None => Some(range_after(&table.indexes[i], prefix, None)),
+    };
+    points
+        .into_iter()
+        .flatten()
+        .map(move |(_, id)| table.doc(id.seq).expect("index out of step with its table"))
+        .chain(tree.into_iter().flatten().map(move |k| table.indexed(k)))
 }
 
 fn range_after<'a>(
@@ -672,10 +739,7 @@ impl Tx<'_> {
     /// without a limit, and without a cursor to build).
     pub fn range(&mut self, index: IndexRef, prefix: &[Value]) -> Result<Vec<Arc<Doc>>, TxError> {
         let table = &self.store.tables[usize::from(index.table)];
-        let docs: Vec<Arc<Doc>> =
-            range_after(&table.indexes[usize::from(index.index)], prefix, None)
-                .map(|key| table.indexed(key).clone())
-                .collect();
+        let docs: Vec<Arc<Doc>> = hits(table, index, prefix).cloned().collect();
         for d in &docs {
             self.count_read(d)?;
         }
@@ -690,9 +754,7 @@ impl Tx<'_> {
         prefix: &[Value],
     ) -> Result<Option<Arc<Doc>>, TxError> {
         let table = &self.store.tables[usize::from(index.table)];
-        let doc = range_after(&table.indexes[usize::from(index.index)], prefix, None)
-            .next()
-            .map(|key| table.indexed(key).clone());
+        let doc = hits(table, index, prefix).next().cloned();
         if let Some(d) = &doc {
             self.count_read(d)?;
         }
@@ -880,6 +942,7 @@ mod tests {
                     indexes: vec![IndexDef {
                         name: "by_k",
                         fields: vec!["k"],
+                        hashed: false,
                     }],
                 },
                 TableDef {
@@ -940,6 +1003,60 @@ mod tests {
         fork_scratch.tracking = false;
         assert_eq!(content_hash_of(&fork), content_hash_of(&fork_scratch));
         assert_ne!(content_hash_of(&fork), content_hash_of(&tracked));
+    }
+
+    proptest::proptest! {
+        /// A hashed index answers an exact read as its tree does: the same documents in the
+        /// same order, after any inserts (with skewed begin times), replaces, deletes and
+        /// rolled-back mutations, with values shared by several documents or missing.
+        #[test]
+        fn a_hashed_index_reads_as_its_tree_does(
+            ops in proptest::collection::vec((0u8..4, 0usize..8, 0u8..4, 0u64..3), 1..40),
+        ) {
+            let mut s = Store::new(
+                vec![TableDef {
+                    name: "twin",
+                    validator: None,
+                    indexes: vec![
+                        IndexDef { name: "by_k", fields: vec!["k"], hashed: false },
+                        IndexDef { name: "by_k_hashed", fields: vec!["k"], hashed: true },
+                    ],
+                }],
+                Limits::default(),
+            );
+            let t = s.table("twin");
+            let (tree, hashed) = (s.index("twin", "by_k"), s.index("twin", "by_k_hashed"));
+            let k = |v: u8| match v {
+                0 => object([("other", Value::Null)]),
+                v => object([("k", Value::from(format!("k{v}")))]),
+            };
+            let mut ids: Vec<DocId> = Vec::new();
+            for (n, (op, target, value, skew)) in ops.into_iter().enumerate() {
+                let begin = (n as u64 * 10).saturating_sub(skew * 15);
+                let target = (!ids.is_empty()).then(|| ids[target % ids.len()]);
+                let _ = s.mutate(begin, |tx| match (op, target) {
+                    (1, Some(id)) => tx.replace(id, fields(k(value))),
+                    (2, Some(id)) => tx.delete(id),
+                    (3, Some(id)) => {
+                        tx.replace(id, fields(k(value)))?;
+                        Err(TxError::Threw("rolled back".into()))
+                    }
+                    _ => {
+                        let id = tx.insert(t, fields(k(value)))?;
+                        ids.push(id);
+                        Ok(())
+                    }
+                });
+                for v in 1..4u8 {
+                    let key = [Value::from(format!("k{v}"))];
+                    let from_tree: Vec<DocId> = s.peek_range(tree, &key).map(|d| d.id).collect();
+                    let from_hash: Vec<DocId> = s.peek_range(hashed, &key).map(|d| d.id).collect();
+                    proptest::prop_assert_eq!(&from_tree, &from_hash);
+                    let first = s.mutate(0, |tx| tx.first(hashed, &key)).unwrap().map(|d| d.id);
+                    proptest::prop_assert_eq!(first, from_tree.first().copied());
+                }
+            }
+        }
     }
 
     /// `adopt` takes another store's version of a document only when it is the same
