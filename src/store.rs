@@ -284,6 +284,9 @@ pub struct Store {
     tables: Vec<Arc<Table>>,
     limits: Limits,
     log: Vec<Write>,
+    /// Writes applied so far (rolled-back ones and their undoing included): a reader that
+    /// memoizes what it read knows it is still current while this has not moved.
+    version: u64,
     /// Convex's `schemaValidation`; when off, typed tables accept any document.
     validation: bool,
     /// An injected fault: the next mutation fails with `RetriesExhausted`.
@@ -294,12 +297,10 @@ pub struct Store {
 
 /// Reads a dotted path (`customProperties.eventId`) out of a document's fields.
 pub fn get_path<'a>(fields: &'a Fields, path: &str) -> Option<&'a Value> {
-    let mut parts = path.split('.');
-    let mut current = fields.get(parts.next()?)?;
-    for part in parts {
-        current = current.as_object()?.get(part)?;
+    match path.split_once('.') {
+        None => fields.get(path),
+        Some((head, rest)) => get_path(fields.get(head)?.as_object()?, rest),
     }
-    Some(current)
 }
 
 impl Store {
@@ -327,6 +328,7 @@ impl Store {
             tables,
             limits,
             log: Vec::new(),
+            version: 0,
             validation: true,
             fail_next: false,
             tracking: false,
@@ -429,6 +431,12 @@ impl Store {
     /// Reads a document outside any transaction (for the checker and reports).
     pub fn peek(&self, id: DocId) -> Option<&Arc<Doc>> {
         self.tables.get(usize::from(id.table))?.doc(id.seq)
+    }
+
+    /// Counts the writes applied to this store (see `version`): equal counts mean nothing
+    /// was written in between.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// Stores `version` in place of the stored version of its id when the two are the same
@@ -540,6 +548,7 @@ impl Store {
 
     /// Replaces the stored version of `id` (or removes it) and keeps every index in step.
     fn put(&mut self, id: DocId, doc: Option<Arc<Doc>>) -> Option<Arc<Doc>> {
+        self.version += 1;
         let table = Arc::make_mut(&mut self.tables[usize::from(id.table)]);
         let slot = id.seq as usize;
         if table.docs.len() <= slot {

@@ -211,6 +211,8 @@ pub struct World {
 pub struct Ctx {
     pub t: Tables,
     names: Vec<&'static str>,
+    /// Each table's id prefix (`objects:`), which `id_string` completes. Shared by forks.
+    id_prefixes: Arc<[Str]>,
     pub plan: Arc<Plan>,
     pub bugs: PlantedBugs,
     migrating: bool,
@@ -257,10 +259,43 @@ pub struct Ctx {
     /// a crash loses it).
     /// Shared by forks of the world (a held page is never changed, only taken).
     pending_page: [[Option<Arc<PendingPage>>; BACKFILL_RUNNERS]; 3],
+    /// What `World::peek_typed_rows` and `World::peek_quarantined` found at one store
+    /// version.
+    peeked: Peeked,
     /// Memoized views (see `view`); looked up by id, never iterated.
     views: std::cell::RefCell<HashMap<DocId, (Arc<Doc>, View)>>,
     org_ids: Vec<DocId>,
     now: u64,
+}
+
+/// The documents found by legacy id (a kind's typed rows, or with no kind the quarantine
+/// entry), memoized for one store version: an entry is current while the store's
+/// `version` has not moved, and the memo empties when it does. A fork starts empty. Looked
+/// up by key, never iterated.
+#[derive(Default)]
+struct Peeked(std::cell::RefCell<(u64, HashMap<PeekKey, Found>)>);
+
+/// A lookup by legacy id: of a kind's typed rows, or (no kind) of the quarantine entry.
+type PeekKey = (Option<Kind>, DocId);
+
+/// Documents found by a lookup, shared with its memo.
+type Found = Arc<[Arc<Doc>]>;
+
+impl Clone for Peeked {
+    fn clone(&self) -> Peeked {
+        Peeked::default()
+    }
+}
+
+impl Peeked {
+    fn get(&self, version: u64, key: PeekKey, find: impl FnOnce() -> Found) -> Found {
+        let mut memo = self.0.borrow_mut();
+        if memo.0 != version {
+            memo.0 = version;
+            memo.1.clear();
+        }
+        memo.1.entry(key).or_insert_with(find).clone()
+    }
 }
 
 /// What a reader sees of one document; shared, as views are memoized.
@@ -303,11 +338,13 @@ impl World {
             store.set_validation(false);
         }
         let t = Tables::resolve(&store);
-        let names = (0..).map_while(|i| store.try_table_name(i)).collect();
+        let names: Vec<&'static str> = (0..).map_while(|i| store.try_table_name(i)).collect();
+        let id_prefixes = names.iter().map(|n| Str::from(format!("{n}:"))).collect();
         let mut world = World {
             ctx: Ctx {
                 t,
                 names,
+                id_prefixes,
                 plan,
                 bugs,
                 migrating,
@@ -317,6 +354,7 @@ impl World {
                     data.objects.len() * 2,
                     Default::default(),
                 ),
+                peeked: Peeked::default(),
                 views: Default::default(),
                 path: std::cell::Cell::new(WritePath::App),
                 route: std::cell::Cell::new(Route::Phase),
@@ -977,21 +1015,32 @@ impl World {
 
     /// The typed rows whose `legacyId` is `l`, outside any transaction (for the checker and
     /// the diff; more than one is a bug the checker reports).
-    pub fn peek_typed_rows(&self, kind: Kind, l: DocId) -> Vec<Arc<Doc>> {
-        let id = [Value::String(self.id_string(l))];
-        self.store
-            .peek_range(self.t.typed_by_legacy[kind.index()], &id)
-            .cloned()
-            .collect()
+    /// Memoized while the store is unchanged: the diff and the checker ask the same after a
+    /// step.
+    pub fn peek_typed_rows(&self, kind: Kind, l: DocId) -> Arc<[Arc<Doc>]> {
+        self.ctx
+            .peeked
+            .get(self.store.version(), (Some(kind), l), || {
+                let id = [Value::String(self.id_string(l))];
+                self.store
+                    .peek_range(self.t.typed_by_legacy[kind.index()], &id)
+                    .cloned()
+                    .collect()
+            })
     }
 
-    /// Whether `l` has a quarantine entry, outside any transaction.
+    /// Whether `l` has a quarantine entry, outside any transaction (memoized as
+    /// `peek_typed_rows`).
     pub fn peek_quarantined(&self, l: DocId) -> bool {
-        let id = [Value::String(self.id_string(l))];
-        self.store
-            .peek_range(self.t.quarantine_by_legacy, &id)
-            .next()
-            .is_some()
+        let entry = self.ctx.peeked.get(self.store.version(), (None, l), || {
+            let id = [Value::String(self.id_string(l))];
+            self.store
+                .peek_range(self.t.quarantine_by_legacy, &id)
+                .take(1)
+                .cloned()
+                .collect()
+        });
+        !entry.is_empty()
     }
 
     /// `map_now` of a stored legacy document, memoized until the next `absorb`.
@@ -1037,7 +1086,7 @@ impl World {
         {
             self.ctx.waiting.entry(b).or_default().insert((kind, l));
         }
-        let difference = match (mapped.as_ref(), typed.as_slice(), quarantined) {
+        let difference = match (mapped.as_ref(), &typed[..], quarantined) {
             (Ok(f), [t], false) if t.fields == *f => return None,
             (Err(_), [] | [_], true) => return None,
             (_, rows, _) if rows.len() > 1 => format!("has {} typed rows", rows.len()),
@@ -1187,13 +1236,8 @@ impl Ctx {
 
     /// The string form of an id, as stored in documents (`table:seq`).
     pub fn id_string(&self, id: DocId) -> Str {
-        let name = self.names[usize::from(id.table)];
-        let mut buf = itoa::Buffer::new();
-        let seq = buf.format(id.seq);
-        let mut s = Str::with_capacity(name.len() + 1 + seq.len());
-        s.push_str(name);
-        s.push(':');
-        s.push_str(seq);
+        let mut s = self.id_prefixes[usize::from(id.table)].clone();
+        s.push_str(itoa::Buffer::new().format(id.seq));
         s
     }
 

@@ -57,3 +57,28 @@ fn incremental_diff_equals_the_full_diff_after_every_step() {
         "{compared} comparisons, {nonempty} unclean"
     );
 }
+
+/// The checker's and the diff's lookups by legacy id are memoized per store version: a
+/// write in between shows at once.
+#[test]
+fn lookups_by_legacy_id_see_every_write() {
+    use cutover::plan::Phase;
+    use cutover::value::Value;
+    let mut sim = Sim::new(Arc::new(Plan::seed()), &SimOptions::default(), 7);
+    let w = &mut sim.migrated;
+    let l = w
+        .store
+        .peek_range(w.t.objects_by_type, &[Value::from("event")])
+        .next()
+        .expect("the dataset has events")
+        .id;
+    let covered = |w: &cutover::world::World| {
+        w.peek_typed_rows(Kind::Events, l).len() + usize::from(w.peek_quarantined(l))
+    };
+    assert_eq!(covered(w), 0);
+    while w.phase(Kind::Events) < Phase::Backfill {
+        w.advance(Kind::Events);
+    }
+    w.backfill_batch(Kind::Events).unwrap();
+    assert_eq!(covered(w), 1, "the batch's typed row or quarantine entry");
+}
