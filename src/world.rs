@@ -2277,7 +2277,11 @@ impl Ctx {
         let _ = for_each_reference(kind, &mut fields, |_, _, v| {
             if let Some(id) = v.as_str().and_then(|s| self.parse_id(s)) {
                 match self.key_of(id) {
-                    Some(k) => *v = Value::String(compact_str::format_compact!("#{k}")),
+                    Some(k) => {
+                        let mut key = Str::from("#");
+                        key.push_str(itoa::Buffer::new().format(k));
+                        *v = Value::String(key);
+                    }
                     None => complete = false,
                 }
             }
