@@ -1950,10 +1950,9 @@ impl Sim {
         // Where both worlds now hold the same legacy version, the oracle takes the migrated
         // world's: it shares what the write path derived from it.
         for w in &oracle_log {
-            if let Some(after) = &w.after
+            if w.after.is_some()
                 && w.id.table == self.oracle.t.objects
                 && let Some(mine) = self.migrated.store.peek(w.id)
-                && mine.id == after.id
             {
                 let mine = mine.clone();
                 self.oracle.store.adopt(&mine);

@@ -442,7 +442,8 @@ impl Store {
     /// Stores `version` in place of the stored version of its id when the two are the same
     /// document (id, creation time and fields), so that what readers memoized on either is
     /// shared: the simulation's two worlds write equal versions of most documents. Nothing
-    /// a reader sees changes, and nothing is logged. Returns whether it did.
+    /// a reader sees changes: nothing is logged and `version` does not move. Returns
+    /// whether it did.
     pub fn adopt(&mut self, version: &Arc<Doc>) -> bool {
         let id = version.id;
         match self.peek(id) {
