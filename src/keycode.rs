@@ -282,6 +282,14 @@ mod tests {
             prop_assert_eq!(decode(&ea), Some(a));
         }
 
+        /// `Value`'s equality agrees with its order (the encoding and every sorted
+        /// structure rely on both meaning the same).
+        #[test]
+        fn value_equality_agrees_with_value_order(a in value(), b in value()) {
+            prop_assert_eq!(a == b, a.cmp(&b) == std::cmp::Ordering::Equal);
+            prop_assert_eq!(a == a.clone(), true);
+        }
+
         /// A key's first values are `prefix` exactly when its encoding starts with the
         /// prefix's encoding.
         #[test]

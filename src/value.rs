@@ -481,8 +481,20 @@ pub fn fields_size(fields: &Fields) -> usize {
 }
 
 impl PartialEq for Value {
+    /// Agrees with `Ord` (floats are equal when `total_cmp` says so, that is when their bits
+    /// are), without ordering: strings and lists compare lengths first.
     fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+        match (self, other) {
+            (Value::Null, Value::Null) => true,
+            (Value::Int64(a), Value::Int64(b)) => a == b,
+            (Value::Float64(a), Value::Float64(b)) => a.to_bits() == b.to_bits(),
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::String(a), Value::String(b)) => a == b,
+            (Value::Bytes(a), Value::Bytes(b)) => a == b,
+            (Value::Array(a), Value::Array(b)) => a == b,
+            (Value::Object(a), Value::Object(b)) => a == b,
+            _ => false,
+        }
     }
 }
 
