@@ -565,6 +565,36 @@ impl std::fmt::Display for RefPath {
     }
 }
 
+/// The walk shared by `for_each_reference` (with `get_mut`, `iter_mut`) and
+/// `for_each_reference_in` (with `get`, `iter`).
+macro_rules! walk_references {
+    ($kind:expr, $fields:expr, $f:expr, $get:ident, $iter:ident) => {{
+        for (name, target) in reference_fields($kind) {
+            if let Some(v) = $fields.$get(*name) {
+                $f(RefPath { item: None, name }, *target, v)?;
+            }
+        }
+        if $kind == Kind::Transactions
+            && let Some(Value::Array(items)) = $fields.$get("lineItems")
+        {
+            for (i, item) in items.$iter().enumerate() {
+                if let Value::Object(item) = item {
+                    for (name, target) in LINE_ITEM_REFERENCES {
+                        if let Some(v) = item.$get(name) {
+                            let path = RefPath {
+                                item: Some(i),
+                                name,
+                            };
+                            $f(path, target, v)?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }};
+}
+
 /// Applies `f` to every reference of a row in the typed shape (top-level and line items),
 /// giving the field path, the kind it points to, and the value to rewrite.
 pub fn for_each_reference<E>(
@@ -572,32 +602,7 @@ pub fn for_each_reference<E>(
     fields: &mut Fields,
     mut f: impl FnMut(RefPath, Option<Kind>, &mut Value) -> Result<(), E>,
 ) -> Result<(), E> {
-    for (name, target) in reference_fields(kind) {
-        if let Some(v) = fields.get_mut(*name) {
-            f(RefPath { item: None, name }, *target, v)?;
-        }
-    }
-    if kind == Kind::Transactions
-        && let Some(Value::Array(items)) = fields.get_mut("lineItems")
-    {
-        for (i, item) in items.iter_mut().enumerate() {
-            if let Value::Object(item) = item {
-                for (name, target) in LINE_ITEM_REFERENCES {
-                    if let Some(v) = item.get_mut(name) {
-                        f(
-                            RefPath {
-                                item: Some(i),
-                                name,
-                            },
-                            target,
-                            v,
-                        )?;
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
+    walk_references!(kind, fields, f, get_mut, iter_mut)
 }
 
 /// `for_each_reference` for a reader: the same references in the same order, read only.
@@ -606,32 +611,7 @@ pub fn for_each_reference_in<E>(
     fields: &Fields,
     mut f: impl FnMut(RefPath, Option<Kind>, &Value) -> Result<(), E>,
 ) -> Result<(), E> {
-    for (name, target) in reference_fields(kind) {
-        if let Some(v) = fields.get(*name) {
-            f(RefPath { item: None, name }, *target, v)?;
-        }
-    }
-    if kind == Kind::Transactions
-        && let Some(Value::Array(items)) = fields.get("lineItems")
-    {
-        for (i, item) in items.iter().enumerate() {
-            if let Value::Object(item) = item {
-                for (name, target) in LINE_ITEM_REFERENCES {
-                    if let Some(v) = item.get(name) {
-                        f(
-                            RefPath {
-                                item: Some(i),
-                                name,
-                            },
-                            target,
-                            v,
-                        )?;
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
+    walk_references!(kind, fields, f, get, iter)
 }
 
 #[cfg(test)]
