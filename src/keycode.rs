@@ -47,19 +47,14 @@ const MORE: u8 = 0x01;
 /// After the last element or field.
 const END: u8 = 0x00;
 
-/// Appends the encoding of one index value (`None` is `undefined`).
-pub fn push(out: &mut KeyBytes, v: Option<&Value>) {
-    match v {
-        None => out.push(UNDEFINED),
-        Some(v) => push_value(out, v),
-    }
-}
-
-/// The encoding of a list of index values.
+/// The encoding of a list of index values (`None` is `undefined`).
 pub fn encode<'a>(values: impl IntoIterator<Item = Option<&'a Value>>) -> KeyBytes {
     let mut out = KeyBytes::new();
     for v in values {
-        push(&mut out, v);
+        match v {
+            None => out.push(UNDEFINED),
+            Some(v) => push_value(&mut out, v),
+        }
     }
     out
 }
