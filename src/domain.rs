@@ -180,10 +180,19 @@ fn derive_in(kind: Kind, doc: &Fields, strict: bool, order: Order) -> Result<Fie
     let mut out: Vec<(Str, Value)> = Vec::with_capacity(spec.fields.len());
     let mut computed: Vec<(Str, Value)> = Vec::new();
     let mut consumed = Consumed::new(cp);
+    // Where the last top-level lookup ended (see `Consumed::next`).
+    let mut top = 0;
     for &i in &spec.pulled[order as usize] {
         let s = &spec.fields[i];
         let (found, at) = match s.source {
-            Source::Top => (doc.get(s.name), At::Top),
+            Source::Top => {
+                let found = doc.position_from(top, s.name);
+                top = found.map_or_else(|i| i, |i| i + 1);
+                (
+                    found.ok().and_then(|i| doc.get_index(i)).map(|(_, v)| v),
+                    At::Top,
+                )
+            }
             _ => (consumed.take(s.name), At::Custom),
         };
         pull(s, found, at, strict, &mut out)?;
@@ -208,6 +217,8 @@ fn derive_in(kind: Kind, doc: &Fields, strict: bool, order: Order) -> Result<Fie
 struct Consumed<'a> {
     cp: &'a Fields,
     used: smallvec::SmallVec<[bool; 32]>,
+    /// Where the last lookup ended: a derivation in name order walks `cp` once.
+    next: usize,
 }
 
 impl<'a> Consumed<'a> {
@@ -215,14 +226,23 @@ impl<'a> Consumed<'a> {
         Consumed {
             cp,
             used: smallvec::smallvec![false; cp.len()],
+            next: 0,
         }
     }
 
     /// The field's value, if there is one, now marked used.
     fn take(&mut self, name: &str) -> Option<&'a Value> {
-        let i = self.cp.get_index_of(name)?;
-        self.used[i] = true;
-        self.cp.get_index(i).map(|(_, v)| v)
+        match self.cp.position_from(self.next, name) {
+            Ok(i) => {
+                self.next = i + 1;
+                self.used[i] = true;
+                self.cp.get_index(i).map(|(_, v)| v)
+            }
+            Err(i) => {
+                self.next = i;
+                None
+            }
+        }
     }
 
     fn mark(&mut self, names: &[&str]) {
@@ -251,20 +271,38 @@ impl<'a> Consumed<'a> {
 /// validator, so leniency has nothing to keep; `strict_success_is_the_lenient_derivation`
 /// checks it), so the lenient reader takes it when it is there.
 pub fn derived(kind: Kind, doc: &Doc, strict: bool) -> &Result<Fields, MapError> {
-    #[derive(Default)]
-    struct Derived([[OnceLock<Result<Fields, MapError>>; 2]; 3]);
-    let [lenient, strict_slot] = &doc
-        .memo
-        .get_or_init(Derived::default)
-        .expect("a document's memo holds its derivations only")
-        .0[kind.index()];
+    let [lenient, strict_slot] = &memo(doc).derived[kind.index()];
     if strict {
-        return strict_slot.get_or_init(|| derive(kind, &doc.fields, true));
+        return strict_slot.get_or_init(|| Box::new(derive(kind, &doc.fields, true)));
     }
-    match strict_slot.get() {
+    match strict_slot.get().map(|done| &**done) {
         Some(done @ Ok(_)) => done,
-        _ => lenient.get_or_init(|| derive(kind, &doc.fields, false)),
+        _ => lenient.get_or_init(|| Box::new(derive(kind, &doc.fields, false))),
     }
+}
+
+/// `kind_of` a stored document version, computed once and kept in the version's memo: the
+/// write path, the reads, the diff and the checker all ask it of the same versions.
+pub fn kind_of_doc(doc: &Doc) -> Option<Kind> {
+    *memo(doc).kind.get_or_init(|| kind_of(&doc.fields))
+}
+
+/// What the domain keeps in a stored version's memo (see `store::Memo`).
+#[derive(Default)]
+struct DocMemo {
+    kind: OnceLock<Option<Kind>>,
+    /// A slot per kind and strictness, each boxed when it is filled: a version is mostly
+    /// derived for one kind, once, and the memo lives as long as the version (unboxed, the
+    /// six empty slots took 480 bytes per derived version).
+    derived: [[Slot; 2]; 3],
+}
+
+type Slot = OnceLock<Box<Result<Fields, MapError>>>;
+
+fn memo(doc: &Doc) -> &DocMemo {
+    doc.memo
+        .get_or_init(DocMemo::default)
+        .expect("a document's memo holds the domain's memo only")
 }
 
 /// Where a pulled field lives in the legacy document; its path is only spelled out when the
@@ -816,6 +854,30 @@ mod tests {
                 proptest::prop_assert_eq!(Ok(strict), derive(kind, &doc, false));
             }
         }
+    }
+
+    /// The kind is kept per version, not per document: a later version of the same id that
+    /// turns a ticket into a support ticket has its own kind.
+    #[test]
+    fn a_versions_kind_is_its_own() {
+        let version = |fields: Fields| crate::store::Doc {
+            id: crate::store::DocId { table: 0, seq: 7 },
+            creation_time: 1,
+            fields,
+            size: 0,
+            memo: Default::default(),
+        };
+        let mut ticket = fields(object([("type", Value::from("ticket"))]));
+        let first = version(ticket.clone());
+        assert_eq!(kind_of_doc(&first), Some(Kind::Tickets));
+        ticket.insert("subtype".into(), Value::from("support"));
+        let second = version(ticket);
+        assert_eq!(kind_of_doc(&second), None);
+        assert_eq!(kind_of_doc(&first), Some(Kind::Tickets));
+        // A clone starts with an empty memo and derives its kind from its own fields.
+        let mut copy = first.clone();
+        copy.fields = second.fields.clone();
+        assert_eq!(kind_of_doc(&copy), None);
     }
 
     #[test]

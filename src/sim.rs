@@ -4,7 +4,7 @@
 
 use crate::anomaly::{Anomaly, Event, Explained, History, Touch};
 use crate::data::{self, Dataset, GenOptions, TxShape};
-use crate::domain::{for_each_reference_in, kind_of};
+use crate::domain::{for_each_reference_in, kind_of, kind_of_doc};
 use crate::extension::Extensions;
 use crate::plan::{
     BackfillCursor, DoubleWrite, InvalidDocuments, Phase, PhaseSource, Plan, ReadMode, ReadName,
@@ -1970,7 +1970,7 @@ impl Sim {
                 .as_ref()
                 .or(w.before.as_ref())
                 .expect("a write has a side");
-            if let Some(kind) = kind_of(&doc.fields)
+            if let Some(kind) = kind_of_doc(doc)
                 && let Some(key) = self.oracle.key_of(w.id)
             {
                 keys_written.insert((kind, key));
@@ -2020,7 +2020,7 @@ impl Sim {
                     self.stats.hit(Probe::WriteAfterBackfillCopy);
                 }
                 (None, Some(doc)) => {
-                    if let Some(kind) = kind_of(&doc.fields)
+                    if let Some(kind) = kind_of_doc(doc)
                         && world.behind_backfill_cursor(kind, doc)
                     {
                         self.stats.hit(Probe::InsertBehindBackfillCursor);
@@ -2204,7 +2204,7 @@ impl Sim {
         let typed = world.peek_typed_rows(kind, l);
         let quarantined = world.peek_quarantined(l);
         let doc = world.store.peek(l).cloned();
-        let Some(doc) = doc.filter(|d| kind_of(&d.fields) == Some(kind)) else {
+        let Some(doc) = doc.filter(|d| kind_of_doc(d) == Some(kind)) else {
             if let Some(t) = typed.first() {
                 let t_id = t.id;
                 let f = self.fail(

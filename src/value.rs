@@ -34,7 +34,7 @@ pub struct Entry {
 /// A name's first eight bytes, zero-padded, as a big-endian number: when two names' prefixes
 /// differ, they order the names (a name that ends first has a zero where the other has a
 /// byte, and sorts first).
-#[inline]
+#[inline(always)]
 fn prefix(name: &str) -> u64 {
     match name.as_bytes().first_chunk::<8>() {
         Some(head) => u64::from_be_bytes(*head),
@@ -99,9 +99,10 @@ impl Fields {
         Fields(entries)
     }
 
-    /// Room for `extra` more fields.
+    /// Room for exactly `extra` more fields: a derivation adds its computed fields and is
+    /// then kept for the version's life, so it must not carry a doubled vector.
     pub fn reserve(&mut self, extra: usize) {
-        self.0.reserve(extra);
+        self.0.reserve_exact(extra);
     }
 
     pub fn len(&self) -> usize {
@@ -112,10 +113,16 @@ impl Fields {
         self.0.is_empty()
     }
 
-    /// Where `key` is (`Ok`) or would go (`Err`). Small objects are scanned in order, which
-    /// predicts better than a binary search.
+    /// Where `key` is (`Ok`) or would go (`Err`). Inlined, so that the prefix of a literal
+    /// name is a constant.
+    #[inline(always)]
     fn find(&self, key: &str) -> Result<usize, usize> {
-        let p = prefix(key);
+        self.find_at(prefix(key), key)
+    }
+
+    /// `find` with the key's prefix. Small objects are scanned in order, which predicts
+    /// better than a binary search.
+    fn find_at(&self, p: u64, key: &str) -> Result<usize, usize> {
         if self.0.len() > 16 {
             return self.0.binary_search_by(|e| e.cmp_name(p, key));
         }
@@ -132,14 +139,39 @@ impl Fields {
         Err(self.0.len())
     }
 
+    #[inline]
     pub fn get<Q: AsRef<str> + ?Sized>(&self, key: &Q) -> Option<&Value> {
         let i = self.find(key.as_ref()).ok()?;
         Some(&self.0[i].value)
     }
 
     /// The position of `key` in iteration order (as `IndexMap::get_index_of`).
+    #[inline]
     pub fn get_index_of<Q: AsRef<str> + ?Sized>(&self, key: &Q) -> Option<usize> {
         self.find(key.as_ref()).ok()
+    }
+
+    /// Where `key` is (`Ok`) or would go (`Err`), as `get_index_of`, searching forward from
+    /// `start` when every field before `start` sorts before `key`, and from the beginning
+    /// otherwise. A caller that looks up names in increasing order passes the position its
+    /// last lookup returned and walks each object once instead of once per name.
+    pub fn position_from(&self, start: usize, key: &str) -> Result<usize, usize> {
+        let p = prefix(key);
+        let start = start.min(self.0.len());
+        if start > 0 && self.0[start - 1].cmp_name(p, key) != Ordering::Less {
+            return self.find_at(p, key);
+        }
+        for (i, e) in self.0[start..].iter().enumerate() {
+            if e.prefix < p {
+                continue;
+            }
+            match e.cmp_name(p, key) {
+                Ordering::Less => {}
+                Ordering::Equal => return Ok(start + i),
+                Ordering::Greater => return Err(start + i),
+            }
+        }
+        Err(self.0.len())
     }
 
     /// The field at a position in iteration order (as `IndexMap::get_index`).
@@ -147,11 +179,13 @@ impl Fields {
         self.0.get(i).map(|e| (&e.key, &e.value))
     }
 
+    #[inline]
     pub fn get_mut<Q: AsRef<str> + ?Sized>(&mut self, key: &Q) -> Option<&mut Value> {
         let i = self.find(key.as_ref()).ok()?;
         Some(&mut self.0[i].value)
     }
 
+    #[inline]
     pub fn contains_key<Q: AsRef<str> + ?Sized>(&self, key: &Q) -> bool {
         self.find(key.as_ref()).is_ok()
     }
@@ -673,6 +707,19 @@ mod tests {
             prop_assert_eq!(fields == built, map == built_map);
             prop_assert_eq!(fields.cmp(&built), map.cmp(&built_map));
             prop_assert_eq!(hash_of(&fields), hash_of(&map));
+        }
+
+        /// A lookup from any starting position finds what a lookup from the beginning does.
+        #[test]
+        fn a_lookup_from_any_position_is_a_lookup(
+            names in prop::collection::vec(name(), 0..14),
+            key in name(),
+            start in 0usize..16,
+        ) {
+            let fields = Fields::from_pairs(
+                names.iter().map(|k| (Str::from(k.as_str()), Value::Null)).collect(),
+            );
+            prop_assert_eq!(fields.position_from(start, &key), fields.find(&key));
         }
     }
 

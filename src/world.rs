@@ -4,7 +4,7 @@
 //! `legacy` forever.
 
 use crate::data::Dataset;
-use crate::domain::{MapError, derive, derived, for_each_reference, kind_of};
+use crate::domain::{MapError, derive, derived, for_each_reference, kind_of, kind_of_doc};
 use crate::plan::{
     BackfillConflict, BackfillCursor, BackfillRead, BackfillStart, BackfillWrite, Condition,
     DeleteMirroring, DoubleWrite, InvalidDocuments, Phase, Plan, QuarantineReads, ReadMode,
@@ -525,7 +525,7 @@ impl World {
                 // exactly when it exists.
                 self.store
                     .peek(l)
-                    .is_some_and(|d| kind_of(&d.fields) == Some(kind))
+                    .is_some_and(|d| kind_of_doc(d) == Some(kind))
             } else {
                 self.diff_one(kind, l).is_some()
             };
@@ -641,7 +641,7 @@ impl World {
             let n = page.docs.len();
             let mut counts = BatchCounts::default();
             for (i, doc) in page.docs.iter().enumerate() {
-                if kind_of(&doc.fields) != Some(kind) {
+                if kind_of_doc(doc) != Some(kind) {
                     counts.skipped += 1;
                     continue;
                 }
@@ -723,7 +723,7 @@ impl World {
             let strategy = w.plan.strategy_for(kind);
             let mut counts = BatchCounts::default();
             for (copy, had_row) in &page.docs {
-                if kind_of(&copy.fields) != Some(kind) {
+                if kind_of_doc(copy) != Some(kind) {
                     counts.skipped += 1;
                     continue;
                 }
@@ -1074,7 +1074,7 @@ impl World {
                 (None, true) => Some(format!("{id} is gone but still quarantined")),
             };
         };
-        if kind_of(&doc.fields) != Some(kind) {
+        if kind_of_doc(&doc) != Some(kind) {
             return None;
         }
         let mapped = self.map_doc_now(kind, &doc);
@@ -1106,7 +1106,7 @@ impl World {
         let mut ids: BTreeSet<DocId> = self
             .store
             .peek_range(self.t.objects_by_type, std::slice::from_ref(&ty))
-            .filter(|d| kind_of(&d.fields) == Some(kind))
+            .filter(|d| kind_of_doc(d) == Some(kind))
             .map(|d| d.id)
             .collect();
         let prefix = [Value::from(kind.table())];
@@ -1214,7 +1214,7 @@ impl Ctx {
         for w in log {
             for d in [&w.before, &w.after].into_iter().flatten() {
                 if w.id.table == self.t.objects {
-                    if let Some(kind) = kind_of(&d.fields) {
+                    if let Some(kind) = kind_of_doc(d) {
                         touched.insert((kind, w.id));
                     }
                 } else if let Some(kind) = self.t.typed_kind(w.id.table) {
@@ -1563,7 +1563,7 @@ impl Ctx {
                 // copy): reads serve the document from objects while it is quarantined, and
                 // the row keeps its id, so the typed rows that reference it stay valid and a
                 // write that makes it mappable again updates the same row.
-                let mut q = Fields::new();
+                let mut q = Fields::with_capacity(6);
                 q.insert("legacyId".into(), Value::String(self.id_string(legacy)));
                 q.insert("kind".into(), Value::from(kind.table()));
                 q.insert("path".into(), Value::from(error.path.as_str()));
@@ -1607,7 +1607,7 @@ impl Ctx {
         // Legacy copies of entities deleted while the kind was typed-only.
         let ty = [Value::from(kind.legacy_type())];
         for doc in tx.range(self.t.objects_by_type, &ty)? {
-            if kind_of(&doc.fields) == Some(kind)
+            if kind_of_doc(&doc) == Some(kind)
                 && self.typed_of_legacy(tx, kind, doc.id)?.is_none()
                 && self.quarantine_entry(tx, doc.id)?.is_none()
             {
@@ -1704,7 +1704,7 @@ impl Ctx {
             }
             None => {
                 let typed = tx.insert(self.t.typed[kind.index()], fields)?;
-                let mut m = Fields::new();
+                let mut m = Fields::with_capacity(2);
                 m.insert("legacyId".into(), Value::String(self.id_string(legacy)));
                 m.insert("typedId".into(), Value::String(self.id_string(typed)));
                 tx.insert(self.t.id_map, m)?;
@@ -2333,7 +2333,7 @@ impl Ctx {
             };
             return Ok(tx
                 .get(legacy)?
-                .filter(|d| kind_of(&d.fields) == Some(kind))
+                .filter(|d| kind_of_doc(d) == Some(kind))
                 .map(|d| self.view(kind, &d)));
         }
         // A quarantined document is read from objects (or hidden), even if it keeps the
@@ -2352,7 +2352,7 @@ impl Ctx {
         match legacy {
             Some(l) if self.falls_back(kind) => Ok(tx
                 .get(l)?
-                .filter(|d| kind_of(&d.fields) == Some(kind))
+                .filter(|d| kind_of_doc(d) == Some(kind))
                 .map(|d| self.view(kind, &d))),
             _ => Ok(None),
         }
@@ -2396,7 +2396,7 @@ impl Ctx {
             let quarantined = self.quarantined_ids(tx, kind, org)?;
             if fallback || !quarantined.is_empty() {
                 for d in legacy(self, tx)? {
-                    if kind_of(&d.fields) != Some(kind) {
+                    if kind_of_doc(&d) != Some(kind) {
                         continue;
                     }
                     if quarantined.contains(&d.id) {
@@ -2420,7 +2420,7 @@ impl Ctx {
             }
         } else {
             for d in legacy(self, tx)? {
-                if kind_of(&d.fields) == Some(kind) {
+                if kind_of_doc(&d) == Some(kind) {
                     views.push(self.view(kind, &d));
                 }
             }
