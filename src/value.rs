@@ -709,6 +709,16 @@ mod tests {
             prop_assert_eq!(hash_of(&fields), hash_of(&map));
         }
 
+        /// A name's prefix is its first eight bytes, zero-padded, read big-endian.
+        #[test]
+        fn a_prefix_is_the_padded_first_eight_bytes(name in prop::collection::vec(any::<u8>(), 0..12)) {
+            let name = String::from_utf8_lossy(&name).into_owned();
+            let mut padded = [0u8; 8];
+            let n = name.len().min(8);
+            padded[..n].copy_from_slice(&name.as_bytes()[..n]);
+            prop_assert_eq!(prefix(&name), u64::from_be_bytes(padded));
+        }
+
         /// A lookup from any starting position finds what a lookup from the beginning does.
         #[test]
         fn a_lookup_from_any_position_is_a_lookup(
