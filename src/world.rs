@@ -298,8 +298,71 @@ impl Peeked {
     }
 }
 
-/// What a reader sees of one document; shared, as views are memoized.
-pub type View = Arc<Value>;
+/// What a reader sees of one document; shared, as views are memoized. Its content hash is
+/// computed once, when first asked for: the trace digest hashes every answer a step reads,
+/// and a memoized view is read again and again.
+#[derive(Clone)]
+pub struct View(Arc<ViewData>);
+
+struct ViewData {
+    value: Value,
+    hash: std::sync::OnceLock<u64>,
+}
+
+impl View {
+    pub fn new(value: Value) -> View {
+        View(Arc::new(ViewData {
+            value,
+            hash: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// The value's hash (`store::state_hasher`), computed once.
+    fn content_hash(&self) -> u64 {
+        *self.0.hash.get_or_init(|| {
+            use std::hash::{Hash, Hasher};
+            let mut h = crate::store::state_hasher();
+            self.0.value.hash(&mut h);
+            h.finish()
+        })
+    }
+}
+
+impl std::ops::Deref for View {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        &self.0.value
+    }
+}
+
+/// Equality is the values' (a shared view is equal without looking).
+impl PartialEq for View {
+    fn eq(&self, other: &View) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.value == other.0.value
+    }
+}
+
+impl Eq for View {}
+
+/// Hashes the value's hash: equal views hash equally.
+impl std::hash::Hash for View {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.content_hash());
+    }
+}
+
+impl std::fmt::Debug for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0.value, f)
+    }
+}
+
+impl std::fmt::Display for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0.value, f)
+    }
+}
 
 /// A legacy document version's mapping to its typed row (`World::map_doc_now`); shared, as
 /// it is memoized.
@@ -2241,7 +2304,7 @@ impl Ctx {
             return view.clone();
         }
         let (view, complete) = self.view_uncached(kind, doc);
-        let view = Arc::new(view);
+        let view = View::new(view);
         if complete {
             let mut views = self.views.borrow_mut();
             // A bounded memo: dropping it all when full is deterministic and keeps memory flat
@@ -2555,5 +2618,29 @@ fn parse_progress(f: &Fields) -> Progress {
         skipped: n("skipped"),
         batches: n("batches"),
         done: matches!(f.get("done"), Some(Value::Bool(true))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A view hashes as its value does, so equal views hash equally whether or not they are
+    /// shared.
+    #[test]
+    fn equal_views_hash_equally() {
+        use std::hash::{Hash, Hasher};
+        let hash = |v: &View| {
+            let mut h = crate::store::state_hasher();
+            v.hash(&mut h);
+            h.finish()
+        };
+        let value = crate::value::object([("a", Value::from("x"))]);
+        let (a, b) = (View::new(value.clone()), View::new(value));
+        let c = View::new(crate::value::object([("a", Value::from("y"))]));
+        assert_eq!(a, b);
+        assert_eq!(hash(&a), hash(&b));
+        assert_ne!(a, c);
+        assert_ne!(hash(&a), hash(&c));
     }
 }
