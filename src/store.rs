@@ -687,15 +687,37 @@ fn hits<'a>(
                 .get(&keycode::encode(prefix.iter().map(Some)))
                 .map_or(&[][..], |list| list.as_slice())
         });
-    let tree = match points {
-        Some(_) => None,
-        None => Some(range_after(&table.indexes[i], prefix, None)),
-    };
-    points
-        .into_iter()
-        .flatten()
-        .map(move |(_, id)| table.doc(id.seq).expect("index out of step with its table"))
-        .chain(tree.into_iter().flatten().map(move |k| table.indexed(k)))
+    match points {
+        Some(list) => Hits::Points(
+            list.iter()
+                .map(move |(_, id)| table.doc(id.seq).expect("index out of step with its table")),
+        ),
+        None => {
+            Hits::Tree(range_after(&table.indexes[i], prefix, None).map(move |k| table.indexed(k)))
+        }
+    }
+}
+
+/// The documents of `hits`: from a hashed index's list, or from the tree (one or the other,
+/// without the cost of chaining two iterators on every document).
+enum Hits<P, T> {
+    Points(P),
+    Tree(T),
+}
+
+impl<'a, P, T> Iterator for Hits<P, T>
+where
+    P: Iterator<Item = &'a Arc<Doc>>,
+    T: Iterator<Item = &'a Arc<Doc>>,
+{
+    type Item = &'a Arc<Doc>;
+
+    fn next(&mut self) -> Option<&'a Arc<Doc>> {
+        match self {
+            Hits::Points(p) => p.next(),
+            Hits::Tree(t) => t.next(),
+        }
+    }
 }
 
 fn range_after<'a>(
