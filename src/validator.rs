@@ -438,6 +438,22 @@ mod tests {
         assert_eq!(spec().validate_fields(&doc), Ok(()));
     }
 
+    proptest::proptest! {
+        /// An id that parses is spelled exactly as the id it parses to is written
+        /// (`world::Ctx::id_string`), so a parsed string can stand for its id in lookups.
+        #[test]
+        fn a_parsed_id_is_spelled_canonically(
+            table in proptest::sample::select(vec!["objects", "id_map", "e1", "", "é", "a b"]),
+            colon in proptest::sample::select(vec![":", "", "::"]),
+            digits in "0?[0-9]{0,11}[+x]?",
+        ) {
+            let s = format!("{table}{colon}{digits}");
+            if let Some((table, seq)) = parse_id(&s) {
+                proptest::prop_assert_eq!(format!("{table}:{seq}"), s);
+            }
+        }
+    }
+
     #[test]
     fn parse_id_rejects_malformed_ids() {
         assert_eq!(parse_id("objects:12"), Some(("objects", 12)));

@@ -1358,18 +1358,20 @@ impl Ctx {
             return Ok(None);
         };
         if id.table == self.t.objects {
-            if let Some(d) = self.typed_of_legacy(tx, target, id)? {
+            // `s` parsed, so it is the id's own spelling (`id_string`): the lookups by legacy
+            // id take it as it is.
+            let key = [Value::String(s.into())];
+            if let Some(d) = tx.first(self.t.typed_by_legacy[target.index()], &key)? {
                 return Ok(Some(self.id_string(d.id)));
             }
             // A quarantined document has no typed id to point at.
-            if self.quarantine_entry(tx, id)?.is_some() {
+            if tx.first(self.t.quarantine_by_legacy, &key)?.is_some() {
                 return Ok(None);
             }
             // A reference to a deleted entity keeps pointing at the typed id it had, as the
             // legacy document keeps pointing at the deleted legacy id (and so does one to an
             // entity deleted on the typed side once its kind is typed-only). An entity that
             // never had a typed row has no entry.
-            let key = [Value::String(self.id_string(id))];
             Ok(tx
                 .first(self.t.id_map_by_legacy, &key)?
                 .and_then(|m| m.get("typedId").and_then(Value::as_str).map(Str::from))
