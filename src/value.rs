@@ -126,14 +126,20 @@ impl Fields {
         if self.0.len() > 16 {
             return self.0.binary_search_by(|e| e.cmp_name(p, key));
         }
-        for (i, e) in self.0.iter().enumerate() {
+        self.scan_from(0, p, key)
+    }
+
+    /// `find_at` by scanning forward from `start`, which no field before it may pass.
+    #[inline(always)]
+    fn scan_from(&self, start: usize, p: u64, key: &str) -> Result<usize, usize> {
+        for (i, e) in self.0[start..].iter().enumerate() {
             if e.prefix < p {
                 continue;
             }
             match e.cmp_name(p, key) {
                 Ordering::Less => {}
-                Ordering::Equal => return Ok(i),
-                Ordering::Greater => return Err(i),
+                Ordering::Equal => return Ok(start + i),
+                Ordering::Greater => return Err(start + i),
             }
         }
         Err(self.0.len())
@@ -161,17 +167,7 @@ impl Fields {
         if start > 0 && self.0[start - 1].cmp_name(p, key) != Ordering::Less {
             return self.find_at(p, key);
         }
-        for (i, e) in self.0[start..].iter().enumerate() {
-            if e.prefix < p {
-                continue;
-            }
-            match e.cmp_name(p, key) {
-                Ordering::Less => {}
-                Ordering::Equal => return Ok(start + i),
-                Ordering::Greater => return Err(start + i),
-            }
-        }
-        Err(self.0.len())
+        self.scan_from(start, p, key)
     }
 
     /// The field at a position in iteration order (as `IndexMap::get_index`).
