@@ -519,8 +519,8 @@ impl PartialEq for Value {
             (Value::Int64(a), Value::Int64(b)) => a == b,
             (Value::Float64(a), Value::Float64(b)) => a.to_bits() == b.to_bits(),
             (Value::Bool(a), Value::Bool(b)) => a == b,
-            (Value::String(a), Value::String(b)) => a == b,
-            (Value::Bytes(a), Value::Bytes(b)) => a == b,
+            (Value::String(a), Value::String(b)) => bytes_eq(a.as_bytes(), b.as_bytes()),
+            (Value::Bytes(a), Value::Bytes(b)) => bytes_eq(a, b),
             (Value::Array(a), Value::Array(b)) => a == b,
             (Value::Object(a), Value::Object(b)) => a == b,
             _ => false,
@@ -529,6 +529,25 @@ impl PartialEq for Value {
 }
 
 impl Eq for Value {}
+
+/// Byte equality that compares short strings (ids, statuses, names: most are under 17
+/// bytes) with two overlapping word loads instead of a call to `memcmp`.
+#[inline]
+fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if (8..=16).contains(&n) {
+        return a.first_chunk::<8>() == b.first_chunk::<8>()
+            && a.last_chunk::<8>() == b.last_chunk::<8>();
+    }
+    if (4..8).contains(&n) {
+        return a.first_chunk::<4>() == b.first_chunk::<4>()
+            && a.last_chunk::<4>() == b.last_chunk::<4>();
+    }
+    a == b
+}
 
 impl std::hash::Hash for Value {
     /// Consistent with `Eq`: floats compare by `total_cmp`, so they hash by their bits.
@@ -703,6 +722,23 @@ mod tests {
             prop_assert_eq!(fields == built, map == built_map);
             prop_assert_eq!(fields.cmp(&built), map.cmp(&built_map));
             prop_assert_eq!(hash_of(&fields), hash_of(&map));
+        }
+
+        /// Short-string equality is byte equality.
+        #[test]
+        fn bytes_eq_is_equality(
+            a in prop::collection::vec(0u8..3, 0..20),
+            b in prop::collection::vec(0u8..3, 0..20),
+            flip in any::<usize>(),
+        ) {
+            prop_assert_eq!(bytes_eq(&a, &b), a == b);
+            prop_assert!(bytes_eq(&a, &a.clone()));
+            // The same bytes but one.
+            if !a.is_empty() {
+                let mut c = a.clone();
+                c[flip % a.len()] ^= 1;
+                prop_assert!(!bytes_eq(&a, &c));
+            }
         }
 
         /// A name's prefix is its first eight bytes, zero-padded, read big-endian.
