@@ -4,8 +4,9 @@
 //!
 //! Run with `cargo bench --bench explore`.
 
+/// jemalloc, as in the binary.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use cutover::exhaustive::{Scenario, explore_jobs};

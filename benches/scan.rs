@@ -6,9 +6,9 @@
 //!
 //! Run with `cargo bench --bench scan`.
 
-/// mimalloc, as in the binary.
+/// jemalloc, as in the binary.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use cutover::export::generate::{ExportOptions, write_export};

@@ -12,10 +12,9 @@
 //!
 //! Run with `cargo bench --bench steps`.
 
-/// mimalloc: the simulator allocates many small maps and strings; it measured about 10% more
-/// steps per second at 1,000 documents and 15% at 100,000 than the system allocator.
+/// jemalloc, as in the binary (see its `GLOBAL` for why).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use cutover::data::{self, Dataset, GenOptions};

@@ -1,10 +1,14 @@
 //! The `cutover` command line: parses flags, calls the library, prints, and maps the outcome
 //! to an exit code (0 safe, 1 counterexample found, 2 bad input or operating error).
 
-/// mimalloc: the simulator allocates many small maps and strings; it measured about 10% more
-/// steps per second at 1,000 documents and 15% at 100,000 than the system allocator.
+/// jemalloc: the simulator allocates many small maps and strings, and it drops and rebuilds
+/// whole worlds (a case, a sweep seed, a bench run). jemalloc keeps freed pages for reuse
+/// for seconds (`dirty_decay_ms`, 10 s by default); mimalloc, used before, handed them back
+/// to the system after one, and on the 2-core dev VM touching a page the system hands out
+/// again costs microseconds. At 100,000 documents that was a quarter of the bench's step
+/// time; at 1,000 documents and in exploration the two allocators measure the same.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
