@@ -514,6 +514,23 @@ impl Store {
         self.tables[usize::from(table)].docs.iter().flatten()
     }
 
+    /// Copies now every table and index this store still shares with the store it was
+    /// cloned from, rather than at each one's first write. For two stores that both write
+    /// from their first steps (a world and its oracle): the copies are made while a
+    /// simulation is built instead of inside its first steps. Document versions stay
+    /// shared.
+    pub fn unshare(&mut self) {
+        for t in &mut self.tables {
+            let t = Arc::make_mut(t);
+            for index in &mut t.indexes {
+                Arc::make_mut(index);
+            }
+            for points in t.points.iter_mut().flatten() {
+                Arc::make_mut(points);
+            }
+        }
+    }
+
     /// Keeps, from now on, each table's sum of its documents' content hashes up to date on
     /// every write, so that `hash_contents` costs the number of tables instead of the
     /// number of documents. Forks of the store keep tracking.
@@ -1083,6 +1100,71 @@ mod tests {
         fork_scratch.tracking = false;
         assert_eq!(content_hash_of(&fork), content_hash_of(&fork_scratch));
         assert_ne!(content_hash_of(&fork), content_hash_of(&tracked));
+    }
+
+    /// `unshare` copies every table, index and hashed index a fork shares, keeps the
+    /// document versions shared, and changes nothing a reader sees.
+    #[test]
+    fn an_unshared_fork_owns_its_tables_and_indexes() {
+        let mut s = Store::new(
+            vec![TableDef {
+                name: "twin",
+                validator: None,
+                indexes: vec![
+                    IndexDef {
+                        name: "by_k",
+                        fields: vec!["k"],
+                        hashed: false,
+                    },
+                    IndexDef {
+                        name: "by_k_hashed",
+                        fields: vec!["k"],
+                        hashed: true,
+                    },
+                ],
+            }],
+            Limits::default(),
+        );
+        let t = s.table("twin");
+        s.mutate(0, |tx| {
+            (0..3)
+                .map(|i| tx.insert(t, fields(object([("k", Value::from(f64::from(i % 2)))]))))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap();
+        let mut fork = s.clone();
+        fork.unshare();
+        for store in [&s, &fork] {
+            let table = &store.tables[usize::from(t)];
+            assert_eq!(Arc::strong_count(table), 1, "the table is still shared");
+            for index in &table.indexes {
+                assert_eq!(Arc::strong_count(index), 1, "an index is still shared");
+            }
+            for points in table.points.iter().flatten() {
+                assert_eq!(
+                    Arc::strong_count(points),
+                    1,
+                    "a hashed index is still shared"
+                );
+            }
+        }
+        let docs = |s: &Store| s.scan(t).cloned().collect::<Vec<_>>();
+        let (a, b) = (docs(&s), docs(&fork));
+        assert_eq!(a.len(), 3);
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| Arc::ptr_eq(x, y)),
+            "versions are shared"
+        );
+        for k in [0.0, 1.0] {
+            let key = [Value::from(k)];
+            let read = |s: &Store, index: &str| {
+                s.peek_range(s.index("twin", index), &key)
+                    .map(|d| d.id)
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(read(&s, "by_k"), read(&fork, "by_k"));
+            assert_eq!(read(&s, "by_k_hashed"), read(&fork, "by_k_hashed"));
+        }
     }
 
     proptest::proptest! {

@@ -503,9 +503,11 @@ impl World {
     /// This world, just loaded, as the app without the migration (the oracle): the same
     /// documents, the same versions. A version is shared by both stores until one of them
     /// writes it, so what readers memoize of it (`domain::derived`) is computed once for
-    /// both worlds.
+    /// both worlds. Tables and indexes are copied now (`Store::unshare`): both worlds
+    /// write `objects` and `objectLinks` from the first steps.
     pub fn without_migration(&self) -> World {
         let mut oracle = self.clone();
+        oracle.store.unshare();
         oracle.ctx.migrating = false;
         oracle.ctx.bugs = PlantedBugs::default();
         oracle.ctx.unclean = Default::default();
