@@ -5,7 +5,7 @@
 use crate::keycode::{self, KeyBytes};
 use crate::validator::{ValidationError, Validator, parse_id};
 use crate::value::{Fields, Value, measure_fields};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -983,19 +983,25 @@ impl Tx<'_> {
     }
 
     fn commit(self) {
-        let Tx { store, undo, .. } = self;
+        let Tx {
+            store, mut undo, ..
+        } = self;
         // Several writes to one document in a mutation are one write to the outside world:
-        // its state before the mutation and after.
-        let mut firsts: BTreeMap<DocId, Option<Arc<Doc>>> = BTreeMap::new();
-        let mut order = Vec::new();
-        for (id, before) in undo {
-            if let std::collections::btree_map::Entry::Vacant(e) = firsts.entry(id) {
-                e.insert(before);
-                order.push(id);
-            }
+        // its state before the mutation (its first undo entry's) and after, in the order of
+        // the documents' first writes.
+        let mut firsts: Vec<(DocId, usize)> = undo
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (*id, i))
+            .collect();
+        if firsts.len() > 1 {
+            firsts.sort_unstable();
+            firsts.dedup_by_key(|(id, _)| *id);
+            firsts.sort_unstable_by_key(|&(_, i)| i);
         }
-        for id in order {
-            let before = firsts.remove(&id).flatten();
+        store.log.reserve(firsts.len());
+        for (id, i) in firsts {
+            let before = undo[i].1.take();
             let after = store.peek(id).cloned();
             store.log.push(Write { id, before, after });
         }
@@ -1442,6 +1448,38 @@ mod tests {
         assert_eq!(
             log[0].after.as_ref().unwrap().get("k"),
             Some(&Value::from("b"))
+        );
+        let a = log[0].id;
+        // Interleaved writes to two documents: one write each, in the order of their first
+        // writes, each with its state before the mutation and after it.
+        let (b, c) = s
+            .mutate(2, |tx| {
+                let c = tx.insert(loose, Fields::new())?;
+                tx.patch(a, [("k".to_string(), Some(Value::from("c")))])?;
+                let b = tx.insert(loose, Fields::new())?;
+                tx.patch(a, [("k".to_string(), Some(Value::from("d")))])?;
+                tx.delete(b)?;
+                tx.patch(c, [("k".to_string(), Some(Value::from("e")))])?;
+                Ok((b, c))
+            })
+            .unwrap();
+        let log = s.take_log();
+        let k = |d: &Option<Arc<Doc>>| d.as_ref().map(|d| d.get("k").cloned());
+        let seen: Vec<_> = log
+            .iter()
+            .map(|w| (w.id, k(&w.before), k(&w.after)))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (c, None, Some(Some(Value::from("e")))),
+                (
+                    a,
+                    Some(Some(Value::from("b"))),
+                    Some(Some(Value::from("d")))
+                ),
+                (b, None, None),
+            ]
         );
     }
 }
