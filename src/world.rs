@@ -2454,9 +2454,10 @@ impl Ctx {
         legacy: &mut Gather<'_>,
         typed: &mut Gather<'_>,
     ) -> Result<Vec<View>, TxError> {
-        let mut views: Vec<View> = Vec::new();
+        let mut views: Vec<View>;
         if self.reads_typed(kind) {
             let rows = typed(self, tx)?;
+            views = Vec::with_capacity(rows.len());
             let fallback = self.falls_back(kind);
             // Quarantined documents are read from objects (or hidden), even those that keep
             // the typed row they had; with a fallback, so is every document without a row.
@@ -2486,7 +2487,9 @@ impl Ctx {
                 }
             }
         } else {
-            for d in legacy(self, tx)? {
+            let docs = legacy(self, tx)?;
+            views = Vec::with_capacity(docs.len());
+            for d in docs {
                 if kind_of_doc(&d) == Some(kind) {
                     views.push(self.view(kind, &d));
                 }
