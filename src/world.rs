@@ -1410,12 +1410,15 @@ impl Ctx {
         kind: Kind,
         doc: &Doc,
     ) -> Result<Result<Fields, MapError>, TxError> {
-        // Room for `legacyId`.
+        // `legacyId` goes in with the copy (it is not a reference, so remapping leaves it
+        // alone): the mapping `map_derived` would give with `Some(doc.id)`.
         let derived = match derived(kind, doc, true) {
-            Ok(f) => Ok(f.clone_reserving(1)),
+            Ok(f) => {
+                Ok(f.clone_inserting("legacyId".into(), Value::String(self.id_string(doc.id))))
+            }
             Err(e) => Err(e.clone()),
         };
-        self.map_derived(tx, kind, derived, Some(doc.id))
+        self.map_derived(tx, kind, derived, None)
     }
 
     fn map_derived(
@@ -2324,20 +2327,26 @@ impl Ctx {
     /// The view, and whether every reference and the key resolved (only then can it be
     /// memoized: keys are learned over time but never change).
     fn view_uncached(&self, kind: Kind, doc: &Doc) -> (Value, bool) {
+        // `_key` goes in with the copy (it is not a reference, so the walk below leaves it
+        // alone).
+        let key_value = |key: Option<Key>| key.map_or(Value::Null, |k| Value::Int64(i64::from(k)));
         let (mut fields, key) = if doc.id.table == self.t.objects {
-            // Room for `_key`.
-            let f = derived(kind, doc, false)
-                .as_ref()
-                .map_or_else(|_| Fields::new(), |f| f.clone_reserving(1));
-            (f, self.key_of(doc.id))
+            let key = self.key_of(doc.id);
+            let f = match derived(kind, doc, false) {
+                Ok(f) => f.clone_inserting("_key".into(), key_value(key)),
+                Err(_) => Fields::from([("_key".into(), key_value(key))]),
+            };
+            (f, key)
         } else {
-            let mut f = doc.fields.clone();
-            let legacy = f
-                .remove("legacyId")
+            let legacy = doc
+                .fields
+                .get("legacyId")
                 .and_then(|v| v.as_str().and_then(|s| self.parse_id(s)));
             let key = legacy
                 .and_then(|l| self.key_of(l))
                 .or_else(|| self.key_of(doc.id));
+            let mut f = doc.fields.clone_inserting("_key".into(), key_value(key));
+            f.remove("legacyId");
             (f, key)
         };
         let mut complete = key.is_some();
@@ -2354,10 +2363,6 @@ impl Ctx {
             }
             Ok::<(), ()>(())
         });
-        fields.insert(
-            "_key".into(),
-            key.map_or(Value::Null, |k| Value::Int64(i64::from(k))),
-        );
         (Value::Object(fields), complete)
     }
 
