@@ -4,10 +4,10 @@
 /// jemalloc: the simulator allocates many small maps and strings, and it drops and rebuilds
 /// whole worlds (a case, a sweep seed, a bench run). jemalloc keeps freed pages for reuse
 /// for seconds (`dirty_decay_ms`, 10 s by default); mimalloc, used before, handed them back
-/// to the system after one, and on the 2-core dev VM touching a page the system hands out
-/// again costs microseconds. At 100,000 documents that was a quarter of the bench's step
-/// time; at 1,000 documents and in exploration the two allocators measure the same. Its
-/// one build-time setting (one arena for all threads) is in `.cargo/config.toml`.
+/// to the system after a second, and on the 2-core dev VM touching a page the system hands
+/// out again costs microseconds. At 100,000 documents that was about a quarter of the
+/// bench's step time; at 1,000 documents and in exploration the two allocators measure the
+/// same. Its one build-time setting (one arena for all threads) is in `.cargo/config.toml`.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -1450,7 +1450,7 @@ mod tests {
             Some(&Value::from("b"))
         );
         let a = log[0].id;
-        // Interleaved writes to two documents: one write each, in the order of their first
+        // Interleaved writes to three documents: one write each, in the order of their first
         // writes, each with its state before the mutation and after it.
         let (b, c) = s
             .mutate(2, |tx| {
