@@ -15,10 +15,18 @@ pub type TableNo = u16;
 
 /// A document id, bound to its table: an id of one table is never accepted where another
 /// table's id is expected. Its string form is `table:seq`.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DocId {
     pub table: TableNo,
     pub seq: u32,
+}
+
+/// One word per id (table and sequence number side by side), instead of one per field:
+/// state hashes and hash maps hash ids everywhere.
+impl std::hash::Hash for DocId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(u64::from(self.table) << 32 | u64::from(self.seq));
+    }
 }
 
 /// A declared index: the listed fields (dotted paths), then `_creationTime`, then `_id`.
@@ -1035,6 +1043,35 @@ impl fmt::Display for DocId {
 mod tests {
     use super::*;
     use crate::value::object;
+
+    /// An id hashes as one word: ids that differ in their table, their sequence number or
+    /// both hash differently, including where a table and a sequence number could trade
+    /// places.
+    #[test]
+    fn distinct_ids_hash_differently() {
+        use std::hash::{Hash, Hasher};
+        let hash = |id: DocId| {
+            let mut h = state_hasher();
+            id.hash(&mut h);
+            h.finish()
+        };
+        let ids = [
+            (0, 0),
+            (0, 1),
+            (1, 0),
+            (1, 1),
+            (2, 1),
+            (1, 2),
+            (0, u32::MAX),
+            (7, 1 << 16),
+        ];
+        for (i, &(ta, sa)) in ids.iter().enumerate() {
+            for &(tb, sb) in &ids[i + 1..] {
+                let (a, b) = (DocId { table: ta, seq: sa }, DocId { table: tb, seq: sb });
+                assert_ne!(hash(a), hash(b), "{a:?} and {b:?}");
+            }
+        }
+    }
 
     fn store() -> Store {
         Store::new(

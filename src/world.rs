@@ -218,7 +218,12 @@ pub struct Ctx {
     migrating: bool,
     phases: [Phase; 3],
     handles: Vec<Option<DocId>>,
-    id_keys: HashMap<DocId, Key>,
+    /// The wrapping sum of `handle_hash` over `handles`, kept by `register`: what the state
+    /// hash takes instead of the whole list.
+    handles_sum: u64,
+    /// The inverse of `handles`, with the keys of typed rows too. Shared by forks until one
+    /// learns a new key.
+    id_keys: Arc<HashMap<DocId, Key>>,
     /// The `diff_clean` guard's incremental diff: per kind, the legacy documents whose typed
     /// side does not match them (see `World::absorb`).
     /// Shared by forks of the world until a diff changes it.
@@ -228,7 +233,7 @@ pub struct Ctx {
     waiting: std::collections::BTreeMap<DocId, BTreeSet<(Kind, DocId)>>,
     /// Strict mappings computed since the last `absorb`, by document version: the diff and the
     /// checker map the same documents against the same store after a step.
-    mapped: HashMap<DocId, (Arc<Doc>, Mapped)>,
+    mapped: Unshared<HashMap<DocId, (Arc<Doc>, Mapped)>>,
     /// Per kind, whether `unclean` must be rebuilt by a full diff before it is trusted.
     unclean_stale: [bool; 3],
     /// Where the operator's quarantine retry resumes, per kind (the job's own memory, not
@@ -272,6 +277,38 @@ pub struct Ctx {
 /// entry), memoized for one store version: an entry is current while the store's
 /// `version` has not moved, and the memo empties when it does. A fork starts empty. Looked
 /// up by key, never iterated.
+/// The hash of one client handle, summed into `Ctx::handles_sum`.
+fn handle_hash(key: Key, id: DocId) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = crate::store::state_hasher();
+    (key, id).hash(&mut h);
+    h.finish()
+}
+
+/// A value a fork does not inherit: a copy of a world starts with an empty one. For what a
+/// step computes and uses within itself (`Ctx::mapped`), or a memo a fork may rebuild.
+#[derive(Default)]
+struct Unshared<T: Default>(T);
+
+impl<T: Default> Clone for Unshared<T> {
+    fn clone(&self) -> Self {
+        Unshared::default()
+    }
+}
+
+impl<T: Default> std::ops::Deref for Unshared<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: Default> std::ops::DerefMut for Unshared<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
 #[derive(Default)]
 struct Peeked(std::cell::RefCell<(u64, HashMap<PeekKey, Found>)>);
 
@@ -413,10 +450,11 @@ impl World {
                 migrating,
                 phases: [Phase::Legacy; 3],
                 handles: Vec::with_capacity(data.objects.len()),
-                id_keys: HashMap::with_capacity_and_hasher(
+                handles_sum: 0,
+                id_keys: Arc::new(HashMap::with_capacity_and_hasher(
                     data.objects.len() * 2,
                     Default::default(),
-                ),
+                )),
                 peeked: Peeked::default(),
                 views: Default::default(),
                 path: std::cell::Cell::new(WritePath::App),
@@ -432,7 +470,7 @@ impl World {
                 unclean: Default::default(),
                 waiting: Default::default(),
                 unclean_stale: [false; 3],
-                mapped: HashMap::default(),
+                mapped: Unshared::default(),
                 org_ids: Vec::new(),
                 now: 0,
             },
@@ -508,6 +546,9 @@ impl World {
     pub fn without_migration(&self) -> World {
         let mut oracle = self.clone();
         oracle.store.unshare();
+        // Both worlds learn keys in every step: each takes its own map now rather than
+        // copying it at its first new key, inside a step.
+        Arc::make_mut(&mut oracle.ctx.id_keys);
         oracle.ctx.migrating = false;
         oracle.ctx.bugs = PlantedBugs::default();
         oracle.ctx.unclean = Default::default();
@@ -537,7 +578,7 @@ impl World {
                 && !self.id_keys.contains_key(&w.id)
                 && let Some(key) = self.legacy_of(after).and_then(|l| self.key_of(l))
             {
-                self.ctx.id_keys.insert(w.id, key);
+                Arc::make_mut(&mut self.ctx.id_keys).insert(w.id, key);
             }
         }
         log
@@ -845,7 +886,7 @@ impl World {
         self.store.hash_contents(h);
         let c = &self.ctx;
         c.phases.hash(h);
-        c.handles.hash(h);
+        (c.handles.len(), c.handles_sum).hash(h);
         c.unclean.hash(h);
         c.unclean_stale.hash(h);
         c.waiting.hash(h);
@@ -991,7 +1032,7 @@ impl World {
                 Ok(created) => {
                     for (legacy, typed) in created {
                         if let Some(key) = self.key_of(typed) {
-                            self.ctx.id_keys.insert(legacy, key);
+                            Arc::make_mut(&mut self.ctx.id_keys).insert(legacy, key);
                         }
                     }
                 }
@@ -1257,8 +1298,11 @@ impl Ctx {
         if self.handles.len() <= k {
             self.handles.resize(k + 1, None);
         }
-        self.handles[k] = Some(id);
-        self.id_keys.insert(id, key);
+        if let Some(old) = self.handles[k].replace(id) {
+            self.handles_sum = self.handles_sum.wrapping_sub(handle_hash(key, old));
+        }
+        self.handles_sum = self.handles_sum.wrapping_add(handle_hash(key, id));
+        Arc::make_mut(&mut self.id_keys).insert(id, key);
     }
 
     fn begin(&self, skew: u64) -> u64 {
@@ -2636,6 +2680,71 @@ fn parse_progress(f: &Fields) -> Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn world() -> World {
+        let data = crate::data::generate(
+            7,
+            &crate::data::GenOptions {
+                documents: 12,
+                dirty_percent: 0,
+            },
+        );
+        World::new(
+            Arc::new(crate::plan::Plan::seed()),
+            &data,
+            true,
+            PlantedBugs::default(),
+        )
+    }
+
+    fn state_hash(w: &World) -> u64 {
+        use std::hash::Hasher;
+        let mut h = crate::store::state_hasher();
+        w.hash_state(&mut h);
+        h.finish()
+    }
+
+    /// The oracle takes its own key map when it is built, so that neither world copies the
+    /// other's at its first new key, inside a step.
+    #[test]
+    fn an_oracle_owns_its_key_map() {
+        let migrated = world();
+        let oracle = migrated.without_migration();
+        assert_eq!(Arc::strong_count(&migrated.ctx.id_keys), 1);
+        assert_eq!(Arc::strong_count(&oracle.ctx.id_keys), 1);
+        assert_eq!(migrated.ctx.id_keys, oracle.ctx.id_keys);
+        assert!(!migrated.ctx.id_keys.is_empty());
+    }
+
+    /// The running sum of the handles in the state hash is the sum of the handles there
+    /// are: a handle given again replaces the one before it.
+    #[test]
+    fn a_replaced_handle_leaves_the_state_hash() {
+        let base = world();
+        let (a, b) = (base.handle(0).unwrap(), base.handle(1).unwrap());
+        let mut replaced = base.clone();
+        replaced.ctx.register(0, b);
+        replaced.ctx.register(0, a);
+        assert_eq!(state_hash(&replaced), state_hash(&base));
+        let mut other = base.clone();
+        other.ctx.register(0, b);
+        assert_ne!(state_hash(&other), state_hash(&base));
+        let mut longer = base.clone();
+        longer.ctx.register(base.ctx.handles.len() as Key, a);
+        assert_ne!(state_hash(&longer), state_hash(&base));
+    }
+
+    /// A copy of a world starts without the mappings its original computed in its last
+    /// step (they are only used within a step, after `absorb` empties them).
+    #[test]
+    fn a_fork_does_not_copy_the_steps_mappings() {
+        let mut w = world();
+        let doc = w.store.peek(w.handle(0).unwrap()).unwrap().clone();
+        let kind = kind_of_doc(&doc).unwrap_or(Kind::Events);
+        w.map_doc_now(kind, &doc);
+        assert_eq!(w.ctx.mapped.len(), 1);
+        assert!(w.clone().ctx.mapped.is_empty());
+    }
 
     /// A view hashes as its value does, so equal views hash equally whether or not they are
     /// shared.
