@@ -267,8 +267,9 @@ pub struct Ctx {
     /// What `World::peek_typed_rows` and `World::peek_quarantined` found at one store
     /// version.
     peeked: Peeked,
-    /// Memoized views (see `view`); looked up by id, never iterated.
-    views: std::cell::RefCell<HashMap<DocId, (Arc<Doc>, View)>>,
+    /// Memoized views (see `view`); looked up by id, never iterated. Shared by forks until
+    /// one memoizes a view.
+    views: std::cell::RefCell<Arc<ViewMemo>>,
     org_ids: Vec<DocId>,
     now: u64,
 }
@@ -277,6 +278,9 @@ pub struct Ctx {
 /// entry), memoized for one store version: an entry is current while the store's
 /// `version` has not moved, and the memo empties when it does. A fork starts empty. Looked
 /// up by key, never iterated.
+/// Memoized views by document, with the version each was computed from.
+type ViewMemo = HashMap<DocId, (Arc<Doc>, View)>;
+
 /// The hash of one client handle, summed into `Ctx::handles_sum`.
 fn handle_hash(key: Key, id: DocId) -> u64 {
     use std::hash::{Hash, Hasher};
@@ -2361,9 +2365,12 @@ impl Ctx {
             // A bounded memo: dropping it all when full is deterministic and keeps memory flat
             // on large tables (it holds the document versions it was computed from).
             if views.len() >= VIEWS_MAX {
-                views.clear();
+                match Arc::get_mut(&mut views) {
+                    Some(mine) => mine.clear(),
+                    None => *views = Arc::default(),
+                }
             }
-            views.insert(doc.id, (doc.clone(), view.clone()));
+            Arc::make_mut(&mut views).insert(doc.id, (doc.clone(), view.clone()));
         }
         view
     }
@@ -2732,6 +2739,24 @@ mod tests {
         let mut longer = base.clone();
         longer.ctx.register(base.ctx.handles.len() as Key, a);
         assert_ne!(state_hash(&longer), state_hash(&base));
+    }
+
+    /// A fork shares its original's memoized views until it memoizes one of its own, which
+    /// the original does not see.
+    #[test]
+    fn a_fork_shares_the_view_memo_until_it_adds_to_it() {
+        let w = world();
+        let doc = |w: &World, key: Key| w.store.peek(w.handle(key).unwrap()).unwrap().clone();
+        let kind = |d: &Arc<Doc>| kind_of_doc(d).unwrap_or(Kind::Events);
+        let first = doc(&w, 0);
+        w.view(kind(&first), &first);
+        assert_eq!(w.views.borrow().len(), 1);
+        let fork = w.clone();
+        assert!(Arc::ptr_eq(&w.views.borrow(), &fork.views.borrow()));
+        let second = doc(&fork, 1);
+        fork.view(kind(&second), &second);
+        assert_eq!(fork.views.borrow().len(), 2);
+        assert_eq!(w.views.borrow().len(), 1);
     }
 
     /// A copy of a world starts without the mappings its original computed in its last
