@@ -11,7 +11,7 @@ use crate::plan::{
     UpdateMirroring, WritePath,
 };
 use crate::schema::{Kind, PAYMENT_STATUSES, TICKET_STATUSES, typed_validator_of};
-use crate::store::{Doc, DocId, TxError, Write};
+use crate::store::{Doc, DocId, HashedSet, TxError, Write};
 use crate::value::{Fields, Value};
 use crate::world::{
     Arg, BackfillOutcome, Change, Half, Key, PlantedBugs, Route, Stashed, Switch, TICKS_PER_STEP,
@@ -687,11 +687,11 @@ pub struct Sim {
     /// Every payment webhook delivery so far: transaction, status, Stripe event id.
     deliveries: Vec<(Key, &'static str, u32)>,
     /// Keys deleted in the oracle.
-    deleted: BTreeSet<Key>,
+    deleted: HashedSet<Key>,
     /// Keys written since each kind's last phase switch, re-read at the next switch.
-    written_since_switch: [Arc<BTreeSet<Key>>; 3],
+    written_since_switch: [Arc<HashedSet<Key>>; 3],
     /// Legacy documents of each kind with neither a typed row nor a quarantine entry.
-    pending: [Arc<BTreeSet<DocId>>; 3],
+    pending: [Arc<HashedSet<DocId>>; 3],
     step_no: usize,
     skew_max: u64,
     hasher: foldhash::quality::FoldHasher<'static>,
@@ -706,7 +706,7 @@ pub struct Sim {
     /// since (for the `write_after_backfill_copy` probe; looked up, never iterated).
     copied: rustc_hash::FxHashSet<DocId>,
     /// Payment events handled so far (for the `duplicate_webhook` probe).
-    handled_events: BTreeSet<u32>,
+    handled_events: HashedSet<u32>,
     /// Whether the current step is a backfill batch.
     step_is_backfill: bool,
     /// Legacy documents whose typed write a crashed action deferred and will never run,
@@ -785,9 +785,9 @@ impl Sim {
             actions: Vec::new(),
             actions_started: 0,
             deliveries: Vec::new(),
-            deleted: BTreeSet::new(),
+            deleted: HashedSet::default(),
             written_since_switch: Default::default(),
-            pending: pending.map(Arc::new),
+            pending: pending.map(|p| Arc::new(p.into_iter().collect())),
             step_no: 0,
             skew_max: u64::from(options.skew_max_ms),
             hasher: crate::store::state_hasher(),
@@ -799,7 +799,7 @@ impl Sim {
             abandoned: Vec::new(),
             step_rejected: None,
             copied: Default::default(),
-            handled_events: BTreeSet::new(),
+            handled_events: HashedSet::default(),
             step_is_backfill: false,
             actor: String::new(),
             step_event: None,
@@ -843,11 +843,20 @@ impl Sim {
     }
 
     /// Makes `state_hash` cost the number of tables rather than the number of documents
-    /// (`Store::track_contents`), for a simulation whose states will all be hashed; forks
-    /// keep it. The hash is the same with or without it.
+    /// (`Store::track_contents`), and keeps the sums of the checker's sets
+    /// (`HashedSet::track`), for a simulation whose states will all be hashed; forks keep
+    /// it. The hash is the same with or without it.
     pub fn track_state(&mut self) {
-        self.migrated.store.track_contents();
-        self.oracle.store.track_contents();
+        self.migrated.track_state();
+        self.oracle.track_state();
+        for set in self.written_since_switch.iter_mut() {
+            Arc::make_mut(set).track();
+        }
+        for set in self.pending.iter_mut() {
+            Arc::make_mut(set).track();
+        }
+        self.deleted.track();
+        self.handled_events.track();
     }
 
     /// A hash of everything that decides what the run does next: both worlds, the key
@@ -1916,6 +1925,9 @@ impl Sim {
     /// same in both worlds through the new phase's read path.
     fn recheck_written(&mut self, kind: Kind, what: &str) -> Result<(), Failure> {
         let keys = std::mem::take(&mut self.written_since_switch[kind.index()]);
+        if keys.tracked() {
+            Arc::make_mut(&mut self.written_since_switch[kind.index()]).track();
+        }
         for &key in keys.iter() {
             self.compare_entity(kind, key, what)?;
         }

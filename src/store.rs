@@ -129,15 +129,136 @@ pub fn state_hasher() -> foldhash::quality::FoldHasher<'static> {
     foldhash::quality::FixedState::with_seed(0x5EED_C0DE).build_hasher()
 }
 
+/// A set that can keep the wrapping sum of its elements' hashes (`state_hasher`) as it
+/// changes, so that a state hash takes its length and sum instead of walking it
+/// (`Sim::state_hash` hashes several such sets per state). It keeps the sum once `track`
+/// is called (exhaustive exploration, which hashes every state; forks keep it), and its
+/// hash is the same with or without. Reads go to the set (`Deref`); changes go through
+/// `insert` and `remove`.
+#[derive(Clone, Debug)]
+pub struct HashedSet<T> {
+    set: BTreeSet<T>,
+    /// The kept sum, if tracked.
+    sum: Option<u64>,
+}
+
+impl<T> Default for HashedSet<T> {
+    fn default() -> Self {
+        HashedSet {
+            set: BTreeSet::new(),
+            sum: None,
+        }
+    }
+}
+
+/// Equal elements: whether a sum is kept does not matter.
+impl<T: PartialEq> PartialEq for HashedSet<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.set == other.set
+    }
+}
+
+impl<T: Eq> Eq for HashedSet<T> {}
+
+impl<T: Ord + std::hash::Hash> HashedSet<T> {
+    fn element_hash(x: &T) -> u64 {
+        use std::hash::Hasher;
+        let mut h = state_hasher();
+        x.hash(&mut h);
+        h.finish()
+    }
+
+    #[cold]
+    fn sum_of(set: &BTreeSet<T>) -> u64 {
+        set.iter()
+            .fold(0, |sum, x| sum.wrapping_add(Self::element_hash(x)))
+    }
+
+    /// Keeps the sum from now on.
+    pub fn track(&mut self) {
+        self.sum = Some(Self::sum_of(&self.set));
+    }
+
+    /// Whether the sum is kept.
+    pub fn tracked(&self) -> bool {
+        self.sum.is_some()
+    }
+
+    /// As `BTreeSet::insert`.
+    pub fn insert(&mut self, x: T) -> bool {
+        let Some(sum) = self.sum else {
+            return self.set.insert(x);
+        };
+        let hash = Self::element_hash(&x);
+        let added = self.set.insert(x);
+        if added {
+            self.sum = Some(sum.wrapping_add(hash));
+        }
+        added
+    }
+
+    /// As `BTreeSet::remove`.
+    pub fn remove(&mut self, x: &T) -> bool {
+        let removed = self.set.remove(x);
+        if removed && let Some(sum) = self.sum {
+            self.sum = Some(sum.wrapping_sub(Self::element_hash(x)));
+        }
+        removed
+    }
+}
+
+impl<T> std::ops::Deref for HashedSet<T> {
+    type Target = BTreeSet<T>;
+    fn deref(&self) -> &BTreeSet<T> {
+        &self.set
+    }
+}
+
+impl<T: Ord + std::hash::Hash> FromIterator<T> for HashedSet<T> {
+    /// An untracked set.
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        HashedSet {
+            set: iter.into_iter().collect(),
+            sum: None,
+        }
+    }
+}
+
+/// The length and the sum (computed if it is not kept): equal sets hash equally, whatever
+/// order they were built in.
+impl<T: Ord + std::hash::Hash> std::hash::Hash for HashedSet<T> {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let sum = match self.sum {
+            Some(sum) => sum,
+            None => Self::sum_of(&self.set),
+        };
+        state.write_usize(self.set.len());
+        state.write_u64(sum);
+    }
+}
+
 /// A key in an index: the indexed values (`None` is Convex's `undefined`, which sorts first),
 /// then the creation time, then the id. Cursors are index keys.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IndexKey {
     /// The values in `keycode`'s order-preserving encoding: an index search compares keys
     /// as bytes, where they sit (inline up to an id and a short string).
     values: KeyBytes,
     pub creation_time: u64,
     pub id: DocId,
+}
+
+/// By hand: `SmallVec`'s own `clone` copies byte by byte, and a fork copies an index's keys
+/// whenever it changes that index.
+impl Clone for IndexKey {
+    fn clone(&self) -> IndexKey {
+        IndexKey {
+            values: KeyBytes::from_slice(&self.values),
+            creation_time: self.creation_time,
+            id: self.id,
+        }
+    }
 }
 
 impl IndexKey {
@@ -678,7 +799,7 @@ impl Store {
                 let key = Store::index_key(def, b);
                 if let Some(points) = points {
                     let at = (key.creation_time, key.id);
-                    let list = points.entry(key.values.clone()).or_default();
+                    let list = points.entry(KeyBytes::from_slice(&key.values)).or_default();
                     let i = list.partition_point(|p| *p < at);
                     list.insert(i, at);
                 }
@@ -1230,6 +1351,45 @@ mod tests {
             };
             assert_eq!(read(&s, "by_k"), read(&fork, "by_k"));
             assert_eq!(read(&s, "by_k_hashed"), read(&fork, "by_k_hashed"));
+        }
+    }
+
+    proptest::proptest! {
+        /// A set's kept sum follows every insert and remove (repeated ones included): after
+        /// any sequence it hashes as the same elements collected at once, as the same
+        /// changes without a kept sum, and as those tracked afterwards.
+        #[test]
+        fn a_hashed_set_hashes_as_its_elements(
+            ops in proptest::collection::vec((proptest::bool::ANY, 0u32..6), 0..40),
+        ) {
+            use std::hash::{Hash, Hasher};
+            let hash = |s: &HashedSet<u32>| {
+                let mut h = state_hasher();
+                s.hash(&mut h);
+                h.finish()
+            };
+            let mut kept = HashedSet::default();
+            kept.track();
+            let mut untracked = HashedSet::default();
+            let mut model = BTreeSet::new();
+            for (insert, x) in ops {
+                if insert {
+                    untracked.insert(x);
+                    proptest::prop_assert_eq!(kept.insert(x), model.insert(x));
+                } else {
+                    untracked.remove(&x);
+                    proptest::prop_assert_eq!(kept.remove(&x), model.remove(&x));
+                }
+            }
+            let rebuilt: HashedSet<u32> = model.iter().copied().collect();
+            proptest::prop_assert_eq!(&*kept, &model);
+            proptest::prop_assert_eq!(hash(&kept), hash(&rebuilt));
+            proptest::prop_assert_eq!(hash(&kept), hash(&untracked));
+            let mut late = untracked.clone();
+            late.track();
+            proptest::prop_assert_eq!(hash(&kept), hash(&late));
+            let empty = HashedSet::default();
+            proptest::prop_assert_eq!(model.is_empty(), hash(&kept) == hash(&empty));
         }
     }
 

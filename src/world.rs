@@ -11,7 +11,7 @@ use crate::plan::{
     References, UpdateMirroring, WritePath,
 };
 use crate::schema::{Kind, Tables, new_store};
-use crate::store::{Doc, DocId, IndexKey, Limits, Store, Tx, TxError, Write};
+use crate::store::{Doc, DocId, HashedSet, IndexKey, Limits, Store, Tx, TxError, Write};
 use crate::value::{Fields, Str, Value};
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::BTreeSet;
@@ -227,7 +227,7 @@ pub struct Ctx {
     /// The `diff_clean` guard's incremental diff: per kind, the legacy documents whose typed
     /// side does not match them (see `World::absorb`).
     /// Shared by forks of the world until a diff changes it.
-    unclean: [Arc<BTreeSet<DocId>>; 3],
+    unclean: [Arc<HashedSet<DocId>>; 3],
     /// Legacy documents whose mapping failed on a reference to a document that has no typed
     /// row yet, by that document: diffed again when it gets one.
     waiting: std::collections::BTreeMap<DocId, BTreeSet<(Kind, DocId)>>,
@@ -882,6 +882,16 @@ impl World {
         self.ctx.pending_page[kind.index()] = Default::default();
     }
 
+    /// Keeps, from now on, what `hash_state` hashes up to date as it changes, so that
+    /// hashing costs the number of tables and sets (`Store::track_contents`,
+    /// `HashedSet::track`). The hash is the same with or without it.
+    pub fn track_state(&mut self) {
+        self.store.track_contents();
+        for set in self.ctx.unclean.iter_mut() {
+            Arc::make_mut(set).track();
+        }
+    }
+
     /// Feeds the world's state to `h`: the store, each kind's phase, the client's handles
     /// and the migration's own memory (the incremental diff, quarantine-retry cursors, held
     /// backfill pages). Not the clock, memos or per-call settings.
@@ -1239,7 +1249,12 @@ impl World {
     /// incremental diff (rebuilt by a full diff first if it is stale).
     pub fn diff(&mut self, kind: Kind) -> Option<String> {
         if std::mem::take(&mut self.ctx.unclean_stale[kind.index()]) {
-            self.ctx.unclean[kind.index()] = Arc::new(self.diff_full(kind));
+            let tracked = self.ctx.unclean[kind.index()].tracked();
+            let mut rebuilt: HashedSet<DocId> = self.diff_full(kind).into_iter().collect();
+            if tracked {
+                rebuilt.track();
+            }
+            self.ctx.unclean[kind.index()] = Arc::new(rebuilt);
         }
         let first = self.ctx.unclean[kind.index()].first().copied()?;
         Some(
