@@ -1341,7 +1341,6 @@ impl Sim {
                 let mut rng = data::rng(u64::from(*seed));
                 let cp = data::event_properties(&mut rng);
                 let name = format!("{} Summit", cp["location"].as_str().unwrap_or("City"));
-                description = format!("create event #{key} {name:?}");
                 for w in WORLDS {
                     let world = self.world(w);
                     let org_id = world.org_id(usize::from(*org));
@@ -1360,6 +1359,7 @@ impl Sim {
                 }
                 Arc::make_mut(&mut self.book.kinds[Kind::Events.index()]).push(key);
                 created = Some((Kind::Events, key));
+                description = AppWrite::CreateEvent { key, name };
             }
             Op::EditEvent { event, seed } => {
                 let Some(key) = target(&self.book, Kind::Events, *event) else {
@@ -1377,7 +1377,7 @@ impl Sim {
                         value: Some(Arg::Plain(Value::Float64(f64::from(*seed % 500) * 10.0))),
                     },
                 ];
-                description = format!("edit event #{key}: status {status}");
+                description = AppWrite::EditEvent { key, status };
                 outcomes = self.both(skew, |c, tx| c.update(tx, Kind::Events, key, &changes));
                 self.written(Kind::Events, key);
             }
@@ -1421,20 +1421,21 @@ impl Sim {
                         value: Some(Arg::Plain(Value::from(format!("R{}", seed % 40)))),
                     },
                 };
-                description = format!(
-                    "generic update of {kind} #{key}: {} := {:?}",
-                    change.field, change.value
-                );
                 outcomes = self.both(skew, |c, tx| {
                     c.update(tx, *kind, key, std::slice::from_ref(&change))
                 });
                 self.written(*kind, key);
+                description = AppWrite::GenericUpdate {
+                    kind: *kind,
+                    key,
+                    change,
+                };
             }
             Op::Delete { kind, target: sel } => {
                 let Some(key) = target(&self.book, *kind, *sel) else {
                     return Ok(());
                 };
-                description = format!("delete {kind} #{key}");
+                description = AppWrite::Delete { kind: *kind, key };
                 outcomes = self.both(skew, |c, tx| c.delete(tx, *kind, key));
                 if outcomes[ORACLE].is_ok() {
                     self.deleted.insert(key);
@@ -1444,7 +1445,7 @@ impl Sim {
             Op::BookingPayment { org, seed } => {
                 let key = self.book.alloc();
                 let mut rng = data::rng(u64::from(*seed) ^ 0xb00c);
-                description = format!("booking payment creates transaction #{key}");
+                description = AppWrite::BookingPayment { key };
                 let unit = data::price(&mut rng);
                 for w in WORLDS {
                     let mut rng = rng.clone();
@@ -1487,7 +1488,7 @@ impl Sim {
                 let Some(key) = target(&self.book, Kind::Transactions, *txn) else {
                     return Ok(());
                 };
-                description = format!("invoicing transition of transaction #{key}");
+                description = AppWrite::InvoiceTransition { key };
                 // Reads the current invoicing status in the same mutation, then moves it on.
                 outcomes = self.both(skew, |c, tx| {
                     let current = c.read_one(tx, Kind::Transactions, key)?.and_then(|v| {
@@ -1561,7 +1562,10 @@ impl Sim {
                         }]
                     }
                 };
-                description = format!("ticket #{key}: {change:?}");
+                description = AppWrite::Ticket {
+                    key,
+                    change: change.clone(),
+                };
                 let moved_to = match change {
                     TicketChange::Move { event } => target(&self.book, Kind::Events, *event),
                     _ => None,
@@ -1585,7 +1589,6 @@ impl Sim {
                     return Ok(());
                 }
                 let (key, field, value) = dirty.remove(usize::from(*sel) % dirty.len());
-                description = format!("data fix of {kind} #{key}: {field} := {value:?}");
                 // A data fix that points a reference at an entity checks that it exists, as
                 // the app's own writes do.
                 let target = match (
@@ -1607,6 +1610,11 @@ impl Sim {
                     c.update(tx, *kind, key, std::slice::from_ref(&change))
                 });
                 self.written(*kind, key);
+                description = AppWrite::Repair {
+                    kind: *kind,
+                    key,
+                    change,
+                };
             }
             _ => unreachable!("app_mutation handles the single-mutation write paths: {op:?}"),
         }
@@ -1657,7 +1665,7 @@ impl Sim {
     fn compare_outcomes(
         &mut self,
         outcomes: &[Result<(), TxError>; 2],
-        what: &str,
+        what: &dyn std::fmt::Display,
     ) -> Result<(), Failure> {
         let ok = [outcomes[0].is_ok(), outcomes[1].is_ok()];
         ok.hash(&mut self.hasher);
@@ -3465,6 +3473,70 @@ fn describe_result(r: &Result<(), TxError>) -> String {
     }
 }
 
+/// What a single-mutation app write did, spelled out only when a trace line or a failure
+/// needs it.
+enum AppWrite {
+    CreateEvent {
+        key: Key,
+        name: String,
+    },
+    EditEvent {
+        key: Key,
+        status: &'static str,
+    },
+    GenericUpdate {
+        kind: Kind,
+        key: Key,
+        change: Change,
+    },
+    Delete {
+        kind: Kind,
+        key: Key,
+    },
+    BookingPayment {
+        key: Key,
+    },
+    InvoiceTransition {
+        key: Key,
+    },
+    Ticket {
+        key: Key,
+        change: TicketChange,
+    },
+    Repair {
+        kind: Kind,
+        key: Key,
+        change: Change,
+    },
+}
+
+impl std::fmt::Display for AppWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppWrite::CreateEvent { key, name } => write!(f, "create event #{key} {name:?}"),
+            AppWrite::EditEvent { key, status } => write!(f, "edit event #{key}: status {status}"),
+            AppWrite::GenericUpdate { kind, key, change } => write!(
+                f,
+                "generic update of {kind} #{key}: {} := {:?}",
+                change.field, change.value
+            ),
+            AppWrite::Delete { kind, key } => write!(f, "delete {kind} #{key}"),
+            AppWrite::BookingPayment { key } => {
+                write!(f, "booking payment creates transaction #{key}")
+            }
+            AppWrite::InvoiceTransition { key } => {
+                write!(f, "invoicing transition of transaction #{key}")
+            }
+            AppWrite::Ticket { key, change } => write!(f, "ticket #{key}: {change:?}"),
+            AppWrite::Repair { kind, key, change } => write!(
+                f,
+                "data fix of {kind} #{key}: {} := {:?}",
+                change.field, change.value
+            ),
+        }
+    }
+}
+
 fn describe_outcomes(o: &[Result<(), TxError>; 2]) -> String {
     match (&o[MIGRATED], &o[ORACLE]) {
         (Ok(()), Ok(())) => "committed".into(),
@@ -3523,4 +3595,70 @@ fn describe_writes(world: &World, log: &[Write]) -> String {
         parts.push(format!("and {} more", log.len() - 6));
     }
     parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An app write is spelled out (`AppWrite`) only for the trace and for failures; the
+    /// trace reads as it always did: what was written to which entity, then both outcomes.
+    #[test]
+    fn app_writes_are_described_in_the_trace() {
+        let mut sim = Sim::new(Arc::new(Plan::seed()), &SimOptions::default(), 5);
+        sim.set_verbose(true);
+        let ops = [
+            Op::CreateEvent { org: 0, seed: 3 },
+            Op::EditEvent { event: 0, seed: 1 },
+            Op::GenericUpdate {
+                kind: Kind::Transactions,
+                target: 0,
+                seed: 1,
+            },
+            Op::InvoiceTransition { txn: 0 },
+            Op::Ticket {
+                ticket: 0,
+                change: TicketChange::Redeem,
+            },
+            Op::BookingPayment { org: 0, seed: 2 },
+            Op::Delete {
+                kind: Kind::Events,
+                target: 1,
+            },
+        ];
+        let expected = [
+            "create event #",
+            "edit event #",
+            "generic update of transactions #",
+            "invoicing transition of transaction #",
+            "ticket #",
+            "booking payment creates transaction #",
+            "delete events #",
+        ];
+        for op in ops {
+            sim.step(&Step {
+                op,
+                skew: 0,
+                fault: None,
+            })
+            .expect("the seed plan is safe");
+        }
+        let app: Vec<&str> = sim
+            .trace
+            .iter()
+            .filter(|l| l.actor == "app")
+            .map(|l| l.action.as_str())
+            .collect();
+        assert_eq!(app.len(), expected.len(), "{app:#?}");
+        for (line, start) in app.iter().zip(expected) {
+            assert!(
+                line.starts_with(start),
+                "{line:?} should start with {start:?}"
+            );
+            assert!(line.contains(": "), "{line:?} names no outcome");
+        }
+        assert!(app[1].contains(": status in_progress:"), "{:?}", app[1]);
+        assert!(app[2].contains(": customerPhone := None:"), "{:?}", app[2]);
+        assert!(app[4].contains(": Redeem:"), "{:?}", app[4]);
+    }
 }
