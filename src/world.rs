@@ -232,7 +232,8 @@ pub struct Ctx {
     /// row yet, by that document: diffed again when it gets one.
     waiting: std::collections::BTreeMap<DocId, BTreeSet<(Kind, DocId)>>,
     /// Strict mappings computed since the last `absorb`, by document version: the diff and the
-    /// checker map the same documents against the same store after a step.
+    /// checker map the same documents against the same store after a step. A fork starts
+    /// without them.
     mapped: Unshared<HashMap<DocId, (Arc<Doc>, Mapped)>>,
     /// Per kind, whether `unclean` must be rebuilt by a full diff before it is trusted.
     unclean_stale: [bool; 3],
@@ -274,10 +275,6 @@ pub struct Ctx {
     now: u64,
 }
 
-/// The documents found by legacy id (a kind's typed rows, or with no kind the quarantine
-/// entry), memoized for one store version: an entry is current while the store's
-/// `version` has not moved, and the memo empties when it does. A fork starts empty. Looked
-/// up by key, never iterated.
 /// Memoized views by document, with the version each was computed from.
 type ViewMemo = HashMap<DocId, (Arc<Doc>, View)>;
 
@@ -290,7 +287,7 @@ fn handle_hash(key: Key, id: DocId) -> u64 {
 }
 
 /// A value a fork does not inherit: a copy of a world starts with an empty one. For what a
-/// step computes and uses within itself (`Ctx::mapped`), or a memo a fork may rebuild.
+/// step computes and uses within itself (`Ctx::mapped`).
 #[derive(Default)]
 struct Unshared<T: Default>(T);
 
@@ -313,6 +310,10 @@ impl<T: Default> std::ops::DerefMut for Unshared<T> {
     }
 }
 
+/// The documents found by legacy id (a kind's typed rows, or with no kind the quarantine
+/// entry), memoized for one store version: an entry is current while the store's
+/// `version` has not moved, and the memo empties when it does. A fork starts empty. Looked
+/// up by key, never iterated.
 #[derive(Default)]
 struct Peeked(std::cell::RefCell<(u64, HashMap<PeekKey, Found>)>);
 
