@@ -287,7 +287,8 @@ fn handle_hash(key: Key, id: DocId) -> u64 {
 }
 
 /// A value a fork does not inherit: a copy of a world starts with an empty one. For what a
-/// step computes and uses within itself (`Ctx::mapped`).
+/// step computes and uses within itself (`Ctx::mapped`), and a memo of one store version
+/// (`Peeked`).
 #[derive(Default)]
 struct Unshared<T: Default>(T);
 
@@ -314,20 +315,14 @@ impl<T: Default> std::ops::DerefMut for Unshared<T> {
 /// entry), memoized for one store version: an entry is current while the store's
 /// `version` has not moved, and the memo empties when it does. A fork starts empty. Looked
 /// up by key, never iterated.
-#[derive(Default)]
-struct Peeked(std::cell::RefCell<(u64, HashMap<PeekKey, Found>)>);
+#[derive(Clone, Default)]
+struct Peeked(Unshared<std::cell::RefCell<(u64, HashMap<PeekKey, Found>)>>);
 
 /// A lookup by legacy id: of a kind's typed rows, or (no kind) of the quarantine entry.
 type PeekKey = (Option<Kind>, DocId);
 
 /// Documents found by a lookup, shared with its memo.
 type Found = Arc<[Arc<Doc>]>;
-
-impl Clone for Peeked {
-    fn clone(&self) -> Peeked {
-        Peeked::default()
-    }
-}
 
 impl Peeked {
     fn get(&self, version: u64, key: PeekKey, find: impl FnOnce() -> Found) -> Found {
