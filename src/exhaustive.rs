@@ -5,8 +5,10 @@
 //! The search is breadth-first, one depth at a time: every state of the frontier (the
 //! distinct states first reached at the previous depth) takes every step of the scenario's
 //! alphabet, on a clone of its simulation; a state already reached (`Sim::state_hash`) is
-//! dropped, so each distinct state is expanded once. The first failure found at a depth is
-//! as short as a failure can be in the scenario.
+//! dropped, so each distinct state is expanded once. A read writes nothing and leads back to
+//! the state it was taken from, so it is taken on the state itself, with no clone
+//! (`Sim::read_in_place`, checked against the state's hash). The first failure found at a
+//! depth is as short as a failure can be in the scenario.
 //!
 //! With several jobs, the frontier is cut into chunks of `CHUNK` states whatever the number
 //! of jobs; the states of a chunk are expanded on worker threads, and the results are merged
@@ -166,6 +168,8 @@ pub fn explore(plan: &Plan, scenario: &Scenario, depth: usize, budget: usize) ->
 /// a state is rebuilt by replaying its path when it is expanded.
 struct Node {
     path: Vec<Step>,
+    /// The state's hash (`Sim::state_hash`).
+    hash: u64,
 }
 
 /// What one step from a frontier state led to.
@@ -209,7 +213,10 @@ pub fn explore_jobs(
         cut_short: false,
         counterexample: None,
     };
-    let mut frontier = vec![Node { path: Vec::new() }];
+    let mut frontier = vec![Node {
+        path: Vec::new(),
+        hash: root.state_hash(),
+    }];
     let mut found: Option<Vec<Step>> = None;
     'depths: for level in 1..=depth {
         let mut next = Vec::new();
@@ -359,6 +366,25 @@ fn expand_part(
             .collect();
         let mut state = Some(state);
         for (i, &step) in steps.iter().enumerate() {
+            let path = || [node.path.as_slice(), std::slice::from_ref(step)].concat();
+            if i + 1 < steps.len()
+                && let Some(here) = state.as_mut()
+                && let Some(outcome) = here.read_in_place(step)
+            {
+                out.push(match outcome {
+                    Err(_) => Child::Failed(path()),
+                    Ok(()) => {
+                        // A read leads back to the state it was taken from.
+                        assert_eq!(
+                            here.state_hash(),
+                            node.hash,
+                            "a read changed the state: {step:?}"
+                        );
+                        Child::Seen
+                    }
+                });
+                continue;
+            }
             // The last step tried takes the state itself instead of a copy.
             let mut sim = if i + 1 == steps.len() {
                 state.take().expect("taken by the last step only")
@@ -367,7 +393,6 @@ fn expand_part(
             };
             let outcome = sim.step(step);
             // The path is copied only for a child that is kept.
-            let path = || [node.path.as_slice(), std::slice::from_ref(step)].concat();
             out.push(match outcome {
                 Err(_) => Child::Failed(path()),
                 Ok(()) => {
@@ -375,7 +400,13 @@ fn expand_part(
                     if visited.contains(&h) {
                         Child::Seen
                     } else {
-                        Child::New(h, Node { path: path() })
+                        Child::New(
+                            h,
+                            Node {
+                                path: path(),
+                                hash: h,
+                            },
+                        )
                     }
                 }
             });

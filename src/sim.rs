@@ -903,6 +903,25 @@ impl Sim {
         h.finish()
     }
 
+    /// Takes a step that only reads (`Op::Read`, no fault) on this simulation itself, then
+    /// puts back what every step advances (the clock, the step number, the digest and the
+    /// counters), so that it is again the state it was: exhaustive exploration takes every
+    /// read from a state without copying the state. A read writes nothing in either world,
+    /// and the caller checks that the state hash did not move. `None` (nothing done) for any
+    /// other step, or when the trace is on.
+    pub fn read_in_place(&mut self, step: &Step) -> Option<Result<(), Failure>> {
+        if !matches!(step.op, Op::Read { .. }) || step.fault.is_some() || self.verbose {
+            return None;
+        }
+        let clocks = (self.migrated.now(), self.oracle.now());
+        let (hasher, stats, step_no) = (self.hasher.clone(), self.stats.clone(), self.step_no);
+        let result = self.step(step);
+        self.migrated.ctx.restore_now(clocks.0);
+        self.oracle.ctx.restore_now(clocks.1);
+        (self.hasher, self.stats, self.step_no) = (hasher, stats, step_no);
+        Some(result)
+    }
+
     /// Actions started and neither finished nor crashed.
     pub fn actions_in_flight(&self) -> usize {
         self.actions.len()
@@ -3600,6 +3619,64 @@ fn describe_writes(world: &World, log: &[Write]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A read taken in place leaves the simulation as it was: the same state hash, digest,
+    /// counters and step number, and the steps after it run as they would have without it
+    /// (a clock left moved on would give the next insert another `_creationTime`). Any other
+    /// step is refused and changes nothing.
+    #[test]
+    fn a_read_in_place_leaves_the_simulation_as_it_was() {
+        let plan = Arc::new(Plan::seed());
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = crate::explore::step_in(&crate::explore::Swarm::default());
+        let mut draw = || {
+            use proptest::strategy::{Strategy, ValueTree};
+            strategy.new_tree(&mut runner).unwrap().current()
+        };
+        let step = |op| Step {
+            op,
+            skew: 0,
+            fault: None,
+        };
+        let mut sim = Sim::new(plan, &SimOptions::default(), 9);
+        sim.track_state();
+        let mut reads = 0;
+        for _ in 0..300 {
+            let next = draw();
+            if matches!(next.op, Op::Read { .. }) && next.fault.is_none() {
+                let mut there = sim.clone();
+                let outcome = there
+                    .read_in_place(&next)
+                    .expect("a read is taken in place");
+                assert!(outcome.is_ok());
+                assert_eq!(there.state_hash(), sim.state_hash());
+                assert_eq!(there.digest(), sim.digest());
+                assert_eq!((&there.stats, there.step_no), (&sim.stats, sim.step_no));
+                let after = [
+                    step(Op::CreateEvent { org: 0, seed: 4 }),
+                    next.clone(),
+                    step(Op::Backfill {
+                        kind: Kind::Events,
+                        runner: 0,
+                    }),
+                ];
+                let mut here = sim.clone();
+                for s in &after {
+                    here.step(s).unwrap();
+                    there.step(s).unwrap();
+                }
+                assert_eq!(there.state_hash(), here.state_hash());
+                assert_eq!(there.digest(), here.digest());
+                reads += 1;
+            } else {
+                let mut there = sim.clone();
+                assert!(there.read_in_place(&next).is_none());
+                assert_eq!(there.digest(), sim.digest());
+            }
+            sim.step(&next).expect("the seed plan is safe");
+        }
+        assert!(reads > 30, "{reads} reads");
+    }
 
     /// An app write is spelled out (`AppWrite`) only for the trace and for failures; the
     /// trace reads as it always did: what was written to which entity, then both outcomes.

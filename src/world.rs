@@ -1293,6 +1293,12 @@ impl Ctx {
         self.now = now;
     }
 
+    /// Puts the clock back to a reading taken before a step that wrote nothing
+    /// (`Sim::read_in_place`); every other step moves it forward with `set_now`.
+    pub fn restore_now(&mut self, now: u64) {
+        self.now = now;
+    }
+
     pub fn org_id(&self, org: usize) -> DocId {
         self.org_ids[org % self.org_ids.len()]
     }
