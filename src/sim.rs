@@ -1926,9 +1926,7 @@ impl Sim {
         };
         match (&m, &o) {
             (Ok(a), Ok(_)) => {
-                let mut h = crate::store::state_hasher();
-                a.hash(&mut h);
-                h.finish().hash(&mut self.hasher);
+                crate::store::hash_of(a).hash(&mut self.hasher);
             }
             _ => 1u8.hash(&mut self.hasher),
         }
@@ -1951,10 +1949,8 @@ impl Sim {
     /// After a phase switch, every entity written since the kind's last switch must read the
     /// same in both worlds through the new phase's read path.
     fn recheck_written(&mut self, kind: Kind, what: &str) -> Result<(), Failure> {
-        let keys = std::mem::take(&mut self.written_since_switch[kind.index()]);
-        if keys.tracked() {
-            Arc::make_mut(&mut self.written_since_switch[kind.index()]).track();
-        }
+        let emptied = Arc::new(self.written_since_switch[kind.index()].renewed([]));
+        let keys = std::mem::replace(&mut self.written_since_switch[kind.index()], emptied);
         for &key in keys.iter() {
             self.compare_entity(kind, key, what)?;
         }

@@ -129,6 +129,15 @@ pub fn state_hasher() -> foldhash::quality::FoldHasher<'static> {
     foldhash::quality::FixedState::with_seed(0x5EED_C0DE).build_hasher()
 }
 
+/// One value's hash with `state_hasher`.
+#[inline]
+pub fn hash_of<T: std::hash::Hash + ?Sized>(x: &T) -> u64 {
+    use std::hash::Hasher;
+    let mut h = state_hasher();
+    x.hash(&mut h);
+    h.finish()
+}
+
 /// A set that can keep the wrapping sum of its elements' hashes (`state_hasher`) as it
 /// changes, so that a state hash takes its length and sum instead of walking it
 /// (`Sim::state_hash` hashes several such sets per state). It keeps the sum once `track`
@@ -161,17 +170,19 @@ impl<T: PartialEq> PartialEq for HashedSet<T> {
 impl<T: Eq> Eq for HashedSet<T> {}
 
 impl<T: Ord + std::hash::Hash> HashedSet<T> {
-    fn element_hash(x: &T) -> u64 {
-        use std::hash::Hasher;
-        let mut h = state_hasher();
-        x.hash(&mut h);
-        h.finish()
-    }
-
     #[cold]
     fn sum_of(set: &BTreeSet<T>) -> u64 {
-        set.iter()
-            .fold(0, |sum, x| sum.wrapping_add(Self::element_hash(x)))
+        set.iter().fold(0, |sum, x| sum.wrapping_add(hash_of(x)))
+    }
+
+    /// A set of `items`, tracked if this one is: what replaces this one (a set emptied or
+    /// rebuilt) keeps its tracking.
+    pub fn renewed(&self, items: impl IntoIterator<Item = T>) -> HashedSet<T> {
+        let mut set: HashedSet<T> = items.into_iter().collect();
+        if self.tracked() {
+            set.track();
+        }
+        set
     }
 
     /// Keeps the sum from now on.
@@ -189,7 +200,7 @@ impl<T: Ord + std::hash::Hash> HashedSet<T> {
         let Some(sum) = self.sum else {
             return self.set.insert(x);
         };
-        let hash = Self::element_hash(&x);
+        let hash = hash_of(&x);
         let added = self.set.insert(x);
         if added {
             self.sum = Some(sum.wrapping_add(hash));
@@ -201,7 +212,7 @@ impl<T: Ord + std::hash::Hash> HashedSet<T> {
     pub fn remove(&mut self, x: &T) -> bool {
         let removed = self.set.remove(x);
         if removed && let Some(sum) = self.sum {
-            self.sum = Some(sum.wrapping_sub(Self::element_hash(x)));
+            self.sum = Some(sum.wrapping_sub(hash_of(x)));
         }
         removed
     }
@@ -1172,12 +1183,7 @@ mod tests {
     /// places.
     #[test]
     fn distinct_ids_hash_differently() {
-        use std::hash::{Hash, Hasher};
-        let hash = |id: DocId| {
-            let mut h = state_hasher();
-            id.hash(&mut h);
-            h.finish()
-        };
+        let hash = |id: DocId| hash_of(&id);
         let ids = [
             (0, 0),
             (0, 1),
@@ -1362,12 +1368,7 @@ mod tests {
         fn a_hashed_set_hashes_as_its_elements(
             ops in proptest::collection::vec((proptest::bool::ANY, 0u32..6), 0..40),
         ) {
-            use std::hash::{Hash, Hasher};
-            let hash = |s: &HashedSet<u32>| {
-                let mut h = state_hasher();
-                s.hash(&mut h);
-                h.finish()
-            };
+            let hash = |s: &HashedSet<u32>| hash_of(s);
             let mut kept = HashedSet::default();
             kept.track();
             let mut untracked = HashedSet::default();
@@ -1388,6 +1389,10 @@ mod tests {
             let mut late = untracked.clone();
             late.track();
             proptest::prop_assert_eq!(hash(&kept), hash(&late));
+            // A set renewed with the same elements keeps its tracking, and its hash.
+            let renewed = kept.renewed(model.iter().copied());
+            proptest::prop_assert!(renewed.tracked() && !untracked.renewed([]).tracked());
+            proptest::prop_assert_eq!(hash(&renewed), hash(&kept));
             let empty = HashedSet::default();
             proptest::prop_assert_eq!(model.is_empty(), hash(&kept) == hash(&empty));
         }

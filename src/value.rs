@@ -689,12 +689,7 @@ mod tests {
         .prop_map(String::from)
     }
 
-    fn hash_of(x: &impl std::hash::Hash) -> u64 {
-        use std::hash::Hasher;
-        let mut h = crate::store::state_hasher();
-        x.hash(&mut h);
-        h.finish()
-    }
+    use crate::store::hash_of;
 
     proptest! {
         /// `Fields` behaves as the `BTreeMap<Str, Value>` it replaced: the same lookups,

@@ -280,10 +280,7 @@ type ViewMemo = HashMap<DocId, (Arc<Doc>, View)>;
 
 /// The hash of one client handle, summed into `Ctx::handles_sum`.
 fn handle_hash(key: Key, id: DocId) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = crate::store::state_hasher();
-    (key, id).hash(&mut h);
-    h.finish()
+    crate::store::hash_of(&(key, id))
 }
 
 /// A value a fork does not inherit: a copy of a world starts with an empty one. For what a
@@ -356,12 +353,10 @@ impl View {
 
     /// The value's hash (`store::state_hasher`), computed once.
     fn content_hash(&self) -> u64 {
-        *self.0.hash.get_or_init(|| {
-            use std::hash::{Hash, Hasher};
-            let mut h = crate::store::state_hasher();
-            self.0.value.hash(&mut h);
-            h.finish()
-        })
+        *self
+            .0
+            .hash
+            .get_or_init(|| crate::store::hash_of(&self.0.value))
     }
 }
 
@@ -1245,11 +1240,8 @@ impl World {
     /// incremental diff (rebuilt by a full diff first if it is stale).
     pub fn diff(&mut self, kind: Kind) -> Option<String> {
         if std::mem::take(&mut self.ctx.unclean_stale[kind.index()]) {
-            let tracked = self.ctx.unclean[kind.index()].tracked();
-            let mut rebuilt: HashedSet<DocId> = self.diff_full(kind).into_iter().collect();
-            if tracked {
-                rebuilt.track();
-            }
+            let unclean = self.diff_full(kind);
+            let rebuilt = self.ctx.unclean[kind.index()].renewed(unclean);
             self.ctx.unclean[kind.index()] = Arc::new(rebuilt);
         }
         let first = self.ctx.unclean[kind.index()].first().copied()?;
@@ -2792,12 +2784,7 @@ mod tests {
     /// shared.
     #[test]
     fn equal_views_hash_equally() {
-        use std::hash::{Hash, Hasher};
-        let hash = |v: &View| {
-            let mut h = crate::store::state_hasher();
-            v.hash(&mut h);
-            h.finish()
-        };
+        let hash = |v: &View| crate::store::hash_of(v);
         let value = crate::value::object([("a", Value::from("x"))]);
         let (a, b) = (View::new(value.clone()), View::new(value));
         let c = View::new(crate::value::object([("a", Value::from("y"))]));
