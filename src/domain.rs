@@ -287,6 +287,12 @@ pub fn kind_of_doc(doc: &Doc) -> Option<Kind> {
     *memo(doc).kind.get_or_init(|| kind_of(&doc.fields))
 }
 
+/// The slot of a stored version's memo where `world::Ctx::view` keeps the version's view
+/// for every world that agrees on the keys it was computed with.
+pub fn view_slot(doc: &Doc) -> &OnceLock<Box<crate::world::SharedView>> {
+    &memo(doc).view
+}
+
 /// What the domain keeps in a stored version's memo (see `store::Memo`).
 #[derive(Default)]
 struct DocMemo {
@@ -295,6 +301,8 @@ struct DocMemo {
     /// derived for one kind, once, and the memo lives as long as the version (unboxed, the
     /// six empty slots took 480 bytes per derived version).
     derived: [[Slot; 2]; 3],
+    /// What a reader sees of the version (`world::Ctx::view`), boxed for the same reason.
+    view: OnceLock<Box<crate::world::SharedView>>,
 }
 
 type Slot = OnceLock<Box<Result<Fields, MapError>>>;

@@ -14,6 +14,7 @@ use crate::schema::{Kind, Tables, new_store};
 use crate::store::{Doc, DocId, HashedSet, IndexKey, Limits, Store, Tx, TxError, Write};
 use crate::value::{Fields, Str, Value};
 use rustc_hash::FxHashMap as HashMap;
+use smallvec::SmallVec;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -210,7 +211,9 @@ pub struct World {
 #[derive(Clone)]
 pub struct Ctx {
     pub t: Tables,
-    names: Vec<&'static str>,
+    /// The store's table names by number, shared by forks and by the oracle (a view kept in a
+    /// version's memo was parsed with them; see `SharedView`).
+    names: Arc<[&'static str]>,
     /// Each table's id prefix (`objects:`), which `id_string` completes. Shared by forks.
     id_prefixes: Arc<[Str]>,
     pub plan: Arc<Plan>,
@@ -273,6 +276,19 @@ pub struct Ctx {
     views: std::cell::RefCell<Arc<ViewMemo>>,
     org_ids: Vec<DocId>,
     now: u64,
+}
+
+/// A view kept in its document version's memo (`domain::view_slot`), with what it was
+/// computed from besides the version: the kind it was read as, the table names its ids were
+/// parsed with, and every id whose key it looked up, with the key found. The oracle reads
+/// the versions it shares with the migrated world, and a fork its original's: each takes
+/// the view when it agrees on all of them (`Ctx::agrees_with`), which is the view it would
+/// compute, so both worlds' answers are then one value and compare without a walk.
+pub struct SharedView {
+    kind: Kind,
+    names: Arc<[&'static str]>,
+    keys: SmallVec<[(DocId, Option<Key>); 4]>,
+    view: View,
 }
 
 /// Memoized views by document, with the version each was computed from.
@@ -341,6 +357,12 @@ pub struct View(Arc<ViewData>);
 struct ViewData {
     value: Value,
     hash: std::sync::OnceLock<u64>,
+    /// A view found equal to this one by comparing their values, kept so that comparing the
+    /// two again needs no walk. The checker compares each read's answer in the two worlds,
+    /// where a typed row's view and its legacy document's are two values, every time the
+    /// read runs. The weak reference keeps that view's allocation, so no other view can take
+    /// its address.
+    equal: std::sync::OnceLock<std::sync::Weak<ViewData>>,
 }
 
 impl View {
@@ -348,6 +370,7 @@ impl View {
         View(Arc::new(ViewData {
             value,
             hash: std::sync::OnceLock::new(),
+            equal: std::sync::OnceLock::new(),
         }))
     }
 
@@ -357,6 +380,14 @@ impl View {
             .0
             .hash
             .get_or_init(|| crate::store::hash_of(&self.0.value))
+    }
+
+    /// Whether `other` is the view this one was found equal to.
+    fn known_equal(&self, other: &View) -> bool {
+        self.0
+            .equal
+            .get()
+            .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&other.0)))
     }
 }
 
@@ -368,10 +399,18 @@ impl std::ops::Deref for View {
     }
 }
 
-/// Equality is the values' (a shared view is equal without looking).
+/// Equality is the values' (a shared view, or one found equal before, is equal without
+/// looking).
 impl PartialEq for View {
     fn eq(&self, other: &View) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0.value == other.0.value
+        if Arc::ptr_eq(&self.0, &other.0) || self.known_equal(other) || other.known_equal(self) {
+            return true;
+        }
+        let equal = self.0.value == other.0.value;
+        if equal {
+            let _ = self.0.equal.set(Arc::downgrade(&other.0));
+        }
+        equal
     }
 }
 
@@ -433,7 +472,7 @@ impl World {
             store.set_validation(false);
         }
         let t = Tables::resolve(&store);
-        let names: Vec<&'static str> = (0..).map_while(|i| store.try_table_name(i)).collect();
+        let names: Arc<[&'static str]> = (0..).map_while(|i| store.try_table_name(i)).collect();
         let id_prefixes = names.iter().map(|n| Str::from(format!("{n}:"))).collect();
         let mut world = World {
             ctx: Ctx {
@@ -2367,31 +2406,70 @@ impl Ctx {
         {
             return view.clone();
         }
-        let (view, complete) = self.view_uncached(kind, doc);
-        let view = View::new(view);
-        if complete {
-            let mut views = self.views.borrow_mut();
-            // A bounded memo: dropping it all when full is deterministic and keeps memory flat
-            // on large tables (it holds the document versions it was computed from).
-            if views.len() >= VIEWS_MAX {
-                match Arc::get_mut(&mut views) {
-                    Some(mine) => mine.clear(),
-                    None => *views = Arc::default(),
+        let slot = crate::domain::view_slot(doc);
+        let view = match slot.get() {
+            Some(shared) if self.agrees_with(shared, kind) => shared.view.clone(),
+            _ => {
+                let mut keys = SmallVec::new();
+                let (view, complete) = self.view_uncached(kind, doc, &mut keys);
+                let view = View::new(view);
+                if !complete {
+                    return view;
                 }
+                // The first world to compute a version's view keeps it there; another world
+                // that knows other keys computes its own each time its memo misses.
+                if slot.get().is_none() {
+                    let _ = slot.set(Box::new(SharedView {
+                        kind,
+                        names: self.names.clone(),
+                        keys,
+                        view: view.clone(),
+                    }));
+                }
+                view
             }
-            Arc::make_mut(&mut views).insert(doc.id, (doc.clone(), view.clone()));
+        };
+        let mut views = self.views.borrow_mut();
+        // A bounded memo: dropping it all when full is deterministic and keeps memory flat on
+        // large tables (it holds the document versions it was computed from).
+        if views.len() >= VIEWS_MAX {
+            match Arc::get_mut(&mut views) {
+                Some(mine) => mine.clear(),
+                None => *views = Arc::default(),
+            }
         }
+        Arc::make_mut(&mut views).insert(doc.id, (doc.clone(), view.clone()));
         view
     }
 
+    /// Whether this world computes `shared`'s view of its version as `kind`: it parses ids
+    /// with the same table names and knows the same key (or none) for every id the view
+    /// looked up. A view depends on nothing else but the version.
+    fn agrees_with(&self, shared: &SharedView, kind: Kind) -> bool {
+        shared.kind == kind
+            && (Arc::ptr_eq(&shared.names, &self.names) || shared.names == self.names)
+            && shared.keys.iter().all(|&(id, key)| self.key_of(id) == key)
+    }
+
     /// The view, and whether every reference and the key resolved (only then can it be
-    /// memoized: keys are learned over time but never change).
-    fn view_uncached(&self, kind: Kind, doc: &Doc) -> (Value, bool) {
+    /// memoized: keys are learned over time but never change). `keys` gets every id whose
+    /// key it looked up, with the key found.
+    fn view_uncached(
+        &self,
+        kind: Kind,
+        doc: &Doc,
+        keys: &mut SmallVec<[(DocId, Option<Key>); 4]>,
+    ) -> (Value, bool) {
+        let mut key_of = |id: DocId| {
+            let key = self.key_of(id);
+            keys.push((id, key));
+            key
+        };
         // `_key` goes in with the copy (it is not a reference, so the walk below leaves it
         // alone).
         let key_value = |key: Option<Key>| key.map_or(Value::Null, |k| Value::Int64(i64::from(k)));
         let (mut fields, key) = if doc.id.table == self.t.objects {
-            let key = self.key_of(doc.id);
+            let key = key_of(doc.id);
             let f = match derived(kind, doc, false) {
                 Ok(f) => f.clone_inserting("_key".into(), key_value(key)),
                 Err(_) => Fields::from([("_key".into(), key_value(key))]),
@@ -2402,9 +2480,7 @@ impl Ctx {
                 .fields
                 .get("legacyId")
                 .and_then(|v| v.as_str().and_then(|s| self.parse_id(s)));
-            let key = legacy
-                .and_then(|l| self.key_of(l))
-                .or_else(|| self.key_of(doc.id));
+            let key = legacy.and_then(&mut key_of).or_else(|| key_of(doc.id));
             let mut f = doc.fields.clone_inserting("_key".into(), key_value(key));
             f.remove("legacyId");
             (f, key)
@@ -2412,7 +2488,7 @@ impl Ctx {
         let mut complete = key.is_some();
         let _ = for_each_reference(kind, &mut fields, |_, _, v| {
             if let Some(id) = v.as_str().and_then(|s| self.parse_id(s)) {
-                match self.key_of(id) {
+                match key_of(id) {
                     Some(k) => {
                         let mut key = Str::from("#");
                         key.push_str(itoa::Buffer::new().format(k));
@@ -2778,6 +2854,66 @@ mod tests {
         w.map_doc_now(kind, &doc);
         assert_eq!(w.ctx.mapped.len(), 1);
         assert!(w.clone().ctx.mapped.is_empty());
+    }
+
+    /// A version's view is kept in the version's memo and taken by every world that knows
+    /// the same keys for the ids it looked up (the oracle reads the versions it shares with
+    /// the migrated world), so both worlds answer with one value. A world that knows another
+    /// key for a referenced document computes its own view, which shows that key.
+    #[test]
+    fn a_kept_view_is_taken_only_by_a_world_that_knows_its_keys() {
+        let migrated = world();
+        let oracle = migrated.without_migration();
+        let mut other = migrated.without_migration();
+        // A document whose view holds a reference (`#key`), and the key it holds.
+        let (doc, kind, key) = (0..12)
+            .filter_map(|k| migrated.store.peek(migrated.handle(k)?).cloned())
+            .find_map(|doc| {
+                let kind = kind_of_doc(&doc)?;
+                let view = migrated.view(kind, &doc);
+                let key = view
+                    .as_object()?
+                    .iter()
+                    .find_map(|(_, v)| v.as_str()?.strip_prefix('#')?.parse::<Key>().ok())?;
+                Some((doc, kind, key))
+            })
+            .expect("a generated document references another");
+        let mine = migrated.view(kind, &doc);
+        let oracles = oracle.view(kind, &doc);
+        assert!(
+            Arc::ptr_eq(&mine.0, &oracles.0),
+            "the oracle takes the kept view"
+        );
+        // Another world knows the referenced document under another key.
+        let referenced = migrated.handle(key).unwrap();
+        other.ctx.register(9_999, referenced);
+        let others = other.view(kind, &doc);
+        assert!(!Arc::ptr_eq(&mine.0, &others.0));
+        assert_ne!(mine, others);
+        let (fresh, complete) = other.view_uncached(kind, &doc, &mut SmallVec::new());
+        assert!(complete);
+        assert_eq!(*others, fresh);
+        assert!(fresh.to_string().contains("#9999"), "{fresh}");
+    }
+
+    /// Two views found equal once are equal again without a walk, and a view is never taken
+    /// for the one it was found equal to after that one is dropped: the weak reference keeps
+    /// its address from being reused by another view.
+    #[test]
+    fn a_view_found_equal_stays_equal_to_that_view_only() {
+        let value = |s: &str| crate::value::object([("a", Value::from(s))]);
+        let a = View::new(value("x"));
+        let b = View::new(value("x"));
+        assert_eq!(a, b);
+        assert!(a.known_equal(&b));
+        assert_eq!(a, b);
+        drop(b);
+        // Views of another value, allocated where `b` was if its address were free.
+        for i in 0..64 {
+            let c = View::new(value(&format!("y{i}")));
+            assert!(!a.known_equal(&c));
+            assert_ne!(a, c);
+        }
     }
 
     /// A view hashes as its value does, so equal views hash equally whether or not they are
