@@ -68,6 +68,9 @@ impl Entry {
     }
 }
 
+/// The most fields `Fields::find_at` scans in order.
+const SCAN_MAX: usize = 16;
+
 impl Fields {
     pub const fn new() -> Fields {
         Fields(Vec::new())
@@ -127,10 +130,13 @@ impl Fields {
     }
 
     /// `find` with the key's prefix. Small objects are scanned in order, which predicts
-    /// better than a binary search.
+    /// better than a binary search; in a larger one, a binary search on the prefixes alone
+    /// finds the first field whose prefix is not below the key's, and names are compared
+    /// from there.
     fn find_at(&self, p: u64, key: &str) -> Result<usize, usize> {
-        if self.0.len() > 16 {
-            return self.0.binary_search_by(|e| e.cmp_name(p, key));
+        if self.0.len() > SCAN_MAX {
+            let start = self.0.partition_point(|e| e.prefix < p);
+            return self.scan_from(start, p, key);
         }
         self.scan_from(0, p, key)
     }
@@ -691,6 +697,16 @@ mod tests {
 
     use crate::store::hash_of;
 
+    /// Up to a few hundred distinct names, most sharing their first eight bytes with others:
+    /// enough for objects larger than `SCAN_MAX`, where a lookup searches the prefixes.
+    fn many_names() -> impl Strategy<Value = String> {
+        (
+            prop::sample::select(vec!["", "a", "customer", "customerEmail", "eventId", "z"]),
+            prop::collection::vec(prop::sample::select(vec!['\0', 'a', 'b', 'c']), 0..4),
+        )
+            .prop_map(|(head, tail)| format!("{head}{}", tail.into_iter().collect::<String>()))
+    }
+
     proptest! {
         /// `Fields` behaves as the `BTreeMap<Str, Value>` it replaced: the same lookups,
         /// the same order of iteration, the same equality, order and hash.
@@ -767,6 +783,23 @@ mod tests {
             let n = name.len().min(8);
             padded[..n].copy_from_slice(&name.as_bytes()[..n]);
             prop_assert_eq!(prefix(&name), u64::from_be_bytes(padded));
+        }
+
+        /// In an object of any size, a lookup finds a name where the sorted map has it, and
+        /// an absent name where it would go.
+        #[test]
+        fn a_lookup_finds_the_place_of_a_name_in_any_size_of_object(
+            names in prop::collection::btree_set(many_names(), 0..80),
+            keys in prop::collection::vec(many_names(), 1..20),
+        ) {
+            let fields = Fields::from_pairs(
+                names.iter().map(|k| (Str::from(k.as_str()), Value::Null)).collect(),
+            );
+            let sorted: Vec<&String> = names.iter().collect();
+            for key in keys.iter().chain(&names) {
+                let expected = sorted.binary_search_by(|n| n.as_str().cmp(key.as_str()));
+                prop_assert_eq!(fields.find(key), expected, "{:?}", key);
+            }
         }
 
         /// A lookup from any starting position finds what a lookup from the beginning does.
