@@ -95,7 +95,11 @@ pub fn parse_id(s: &str) -> Option<(&str, u32)> {
     if colon == 0 || bytes[colon] != b':' {
         return None;
     }
-    let digits = &bytes[colon + 1..];
+    Some((&s[..colon], parse_seq(&bytes[colon + 1..])?))
+}
+
+/// The sequence number of an id: decimal digits without leading zeros, fitting a u32.
+pub fn parse_seq(digits: &[u8]) -> Option<u32> {
     if digits.is_empty() || digits[0] == b'0' && digits.len() > 1 {
         return None;
     }
@@ -106,7 +110,7 @@ pub fn parse_id(s: &str) -> Option<(&str, u32)> {
         }
         seq = seq.checked_mul(10)?.checked_add(u32::from(d - b'0'))?;
     }
-    Some((&s[..colon], seq))
+    Some(seq)
 }
 
 impl Validator {

@@ -1403,9 +1403,17 @@ impl Ctx {
     }
 
     /// Parses an id string of any table of this world's store.
+    ///
+    /// The same as `validator::parse_id` followed by a search of the table names, which is
+    /// what a test checks, without the scan of the name's characters: a string that starts
+    /// with a table's name and a colon has a well-formed name.
     pub fn parse_id(&self, s: &str) -> Option<DocId> {
-        let (table, seq) = crate::validator::parse_id(s)?;
-        let table = self.names.iter().position(|n| *n == table)?;
+        let b = s.as_bytes();
+        let table = self
+            .names
+            .iter()
+            .position(|n| b.get(n.len()) == Some(&b':') && b.starts_with(n.as_bytes()))?;
+        let seq = crate::validator::parse_seq(&b[self.names[table].len() + 1..])?;
         Some(DocId {
             table: table as u16,
             seq,
@@ -2913,6 +2921,30 @@ mod tests {
             let c = View::new(value(&format!("y{i}")));
             assert!(!a.known_equal(&c));
             assert_ne!(a, c);
+        }
+    }
+
+    proptest::proptest! {
+        /// `Ctx::parse_id` is `validator::parse_id` followed by a search of the table names,
+        /// for ids of every table, names that one table's name begins, and malformed
+        /// sequence numbers.
+        #[test]
+        fn an_id_parses_as_the_validator_splits_it(
+            name in proptest::sample::select(vec![
+                "organizations", "objects", "objectLinks", "events", "transactions", "tickets",
+                "webhookEvents", "migrationProgress", "migrationIdMap", "migrationQuarantine",
+                "object", "objectsLinks", "ticket", "migration", "", "Objects",
+            ]),
+            colon in proptest::sample::select(vec![":", "", "::", ";", ":0", ":+"]),
+            seq in "[0-9a]{0,12}",
+        ) {
+            let w = world();
+            let s = format!("{name}{colon}{seq}");
+            let expected = crate::validator::parse_id(&s).and_then(|(table, seq)| {
+                let table = w.ctx.names.iter().position(|n| *n == table)?;
+                Some(DocId { table: table as u16, seq })
+            });
+            proptest::prop_assert_eq!(w.ctx.parse_id(&s), expected, "{}", s);
         }
     }
 
