@@ -36,13 +36,25 @@ pub struct Entry {
 /// byte, and sorts first).
 #[inline(always)]
 fn prefix(name: &str) -> u64 {
-    match name.as_bytes().first_chunk::<8>() {
-        Some(head) => u64::from_be_bytes(*head),
-        None => name
-            .bytes()
-            .enumerate()
-            .fold(0, |p, (i, b)| p | u64::from(b) << (56 - 8 * i)),
+    let b = name.as_bytes();
+    let n = b.len();
+    if let Some(head) = b.first_chunk::<8>() {
+        return u64::from_be_bytes(*head);
     }
+    // Shorter: two loads that overlap in the middle, each shifted to its place (the bytes
+    // they share are the same, so or-ing them is exact).
+    let (hi, lo) = if n >= 4 {
+        let hi = u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])) << 32;
+        let lo = u64::from(u32::from_be_bytes([b[n - 4], b[n - 3], b[n - 2], b[n - 1]]));
+        (hi, lo << (8 * (8 - n)))
+    } else if n >= 2 {
+        let hi = u64::from(u16::from_be_bytes([b[0], b[1]])) << 48;
+        let lo = u64::from(u16::from_be_bytes([b[n - 2], b[n - 1]]));
+        (hi, lo << (8 * (8 - n)))
+    } else {
+        (b.first().map_or(0, |&c| u64::from(c) << 56), 0)
+    };
+    hi | lo
 }
 
 impl Entry {
@@ -800,6 +812,20 @@ mod tests {
                 let expected = sorted.binary_search_by(|n| n.as_str().cmp(key.as_str()));
                 prop_assert_eq!(fields.find(key), expected, "{:?}", key);
             }
+        }
+
+        /// Comparing names by their prefixes, then by the rest, is comparing them as
+        /// strings, for names that share long runs, hold zero bytes or end early.
+        #[test]
+        fn names_compare_as_strings(
+            a in "[ab\\x00]{0,30}",
+            b in "[ab\\x00]{0,30}",
+            cut in 0usize..30,
+        ) {
+            // Half the time, `b` begins as `a` does.
+            let b = if cut % 2 == 0 { format!("{}{b}", &a[..a.len().min(cut)]) } else { b };
+            let entry = Entry::new(Str::from(a.as_str()), Value::Null);
+            prop_assert_eq!(entry.cmp_name(prefix(&b), &b), a.as_str().cmp(b.as_str()));
         }
 
         /// A lookup from any starting position finds what a lookup from the beginning does.
