@@ -357,8 +357,8 @@ pub struct View(Arc<ViewData>);
 struct ViewData {
     value: Value,
     hash: std::sync::OnceLock<u64>,
-    /// A view found equal to this one by comparing their values, kept so that comparing the
-    /// two again needs no walk. The checker compares each read's answer in the two worlds,
+    /// The first view found equal to this one by comparing their values, kept so that
+    /// comparing the two again needs no walk. The checker compares each read's answer in the two worlds,
     /// where a typed row's view and its legacy document's are two values, every time the
     /// read runs. The weak reference keeps that view's allocation, so no other view can take
     /// its address.
