@@ -238,6 +238,13 @@ pub struct Ctx {
     /// checker map the same documents against the same store after a step. A fork starts
     /// without them.
     mapped: Unshared<HashMap<DocId, (Arc<Doc>, Mapped)>>,
+    /// The typed rows the write path wrote in this step from the mapping of a legacy
+    /// version, by legacy id (`absorb` moves them to `stored`).
+    written: Unshared<std::cell::RefCell<HashMap<DocId, WrittenRow>>>,
+    /// The rows written in the last step (`written`): the diff and the checker take such a
+    /// row as the mapping of its version while it holds (`World::row_is_mapping`) instead of
+    /// mapping the version again and comparing.
+    stored: Unshared<HashMap<DocId, WrittenRow>>,
     /// Per kind, whether `unclean` must be rebuilt by a full diff before it is trusted.
     unclean_stale: [bool; 3],
     /// Where the operator's quarantine retry resumes, per kind (the job's own memory, not
@@ -435,6 +442,20 @@ impl std::fmt::Display for View {
     }
 }
 
+/// The references a mapping remapped: the kind each points to, the legacy id, and the typed
+/// id found for it.
+pub type Remapped = SmallVec<[(Kind, Str, Str); 2]>;
+
+/// A typed row the write path wrote from the mapping of a legacy version: `row`'s fields
+/// are what mapping `legacy` gave, with `remapped` found for its references.
+#[derive(Clone)]
+struct WrittenRow {
+    kind: Kind,
+    legacy: Arc<Doc>,
+    row: Arc<Doc>,
+    remapped: Remapped,
+}
+
 /// A legacy document version's mapping to its typed row (`World::map_doc_now`); shared, as
 /// it is memoized.
 pub type Mapped = Arc<Result<Fields, MapError>>;
@@ -505,6 +526,8 @@ impl World {
                 waiting: Default::default(),
                 unclean_stale: [false; 3],
                 mapped: Unshared::default(),
+                written: Unshared::default(),
+                stored: Unshared::default(),
                 org_ids: Vec::new(),
                 now: 0,
             },
@@ -603,6 +626,7 @@ impl World {
     pub fn absorb(&mut self) -> Vec<Write> {
         let log = self.store.take_log();
         self.ctx.mapped.clear();
+        *self.ctx.stored = std::mem::take(self.ctx.written.get_mut());
         if self.migrating {
             self.update_unclean(&log);
         }
@@ -1153,7 +1177,7 @@ impl World {
     /// The strict mapping of a document against the store as it is now (a read-only
     /// transaction), for the diff and the checker.
     pub fn map_now(&mut self, kind: Kind, doc: &Doc) -> Result<Fields, MapError> {
-        self.mutate(0, |c, tx| c.map_doc(tx, kind, doc))
+        self.mutate(0, |c, tx| c.map_doc(tx, kind, doc, None))
             .unwrap_or_else(|e| {
                 Err(MapError {
                     blocked_by: None,
@@ -1207,6 +1231,60 @@ impl World {
         mapped
     }
 
+    /// Whether `row` is known to hold the mapping of `doc` as `kind` without mapping it: the
+    /// write path wrote it in the last step from the mapping of this very version, and every
+    /// reference that mapping remapped still remaps to the same typed id. The mapping of a
+    /// version depends on nothing else, so it would map to `row`'s fields now.
+    pub fn row_is_mapping(&mut self, kind: Kind, doc: &Arc<Doc>, row: &Arc<Doc>) -> bool {
+        let Some(w) = self.ctx.stored.get(&doc.id) else {
+            return false;
+        };
+        if w.kind != kind || !Arc::ptr_eq(&w.legacy, doc) || !Arc::ptr_eq(&w.row, row) {
+            return false;
+        }
+        let remapped = w.remapped.clone();
+        self.mutate(0, |c, tx| {
+            for (target, legacy, typed) in &remapped {
+                if c.remap(tx, *target, legacy)?.as_ref() != Some(typed) {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+        .unwrap_or(false)
+    }
+
+    /// The rows written in the last step (`Ctx::stored`): kind, legacy version, typed row,
+    /// and how many references the mapping remapped.
+    #[cfg(test)]
+    pub(crate) fn stored_rows(&self) -> Vec<(Kind, Arc<Doc>, Arc<Doc>, usize)> {
+        let mut rows: Vec<_> = self
+            .ctx
+            .stored
+            .values()
+            .map(|w| (w.kind, w.legacy.clone(), w.row.clone(), w.remapped.len()))
+            .collect();
+        rows.sort_by_key(|r| r.1.id);
+        rows
+    }
+
+    /// A copy of the world that keeps the rows written in the last step (a fork starts
+    /// without them).
+    #[cfg(test)]
+    pub(crate) fn fork_keeping_rows(&self) -> World {
+        let mut fork = self.clone();
+        *fork.ctx.stored = (*self.ctx.stored).clone();
+        fork
+    }
+
+    /// Makes the kept row of `legacy` remember another typed id for its first remapped
+    /// reference, as if that reference remapped differently now.
+    #[cfg(test)]
+    pub(crate) fn misremember_remap(&mut self, legacy: DocId) {
+        let w = self.ctx.stored.get_mut(&legacy).expect("a kept row");
+        w.remapped[0].2 = "events:999999".into();
+    }
+
     /// How one legacy document differs from its typed side, if it does: it must have exactly
     /// one equal typed row and no quarantine entry if it maps, a quarantine entry (and at
     /// most the typed row it had) if it does not, and neither once it is deleted.
@@ -1225,6 +1303,11 @@ impl World {
             };
         };
         if kind_of_doc(&doc) != Some(kind) {
+            return None;
+        }
+        if let ([t], false) = (&typed[..], quarantined)
+            && self.row_is_mapping(kind, &doc, t)
+        {
             return None;
         }
         let mapped = self.map_doc_now(kind, &doc);
@@ -1503,16 +1586,18 @@ impl Ctx {
         fields: &Fields,
         legacy: Option<DocId>,
     ) -> Result<Result<Fields, MapError>, TxError> {
-        self.map_derived(tx, kind, derive(kind, fields, true), legacy)
+        self.map_derived(tx, kind, derive(kind, fields, true), legacy, None)
     }
 
     /// `map` of a document version with its own id as `legacyId`, from the version's
-    /// memoized derivation (`domain::derived`).
+    /// memoized derivation (`domain::derived`). `remapped` gets every reference the mapping
+    /// remapped, with the typed id it found.
     pub fn map_doc(
         &self,
         tx: &mut Tx<'_>,
         kind: Kind,
         doc: &Doc,
+        remapped: Option<&mut Remapped>,
     ) -> Result<Result<Fields, MapError>, TxError> {
         // `legacyId` goes in with the copy (it is not a reference, so remapping leaves it
         // alone): the mapping `map_derived` would give with `Some(doc.id)`.
@@ -1522,7 +1607,7 @@ impl Ctx {
             }
             Err(e) => Err(e.clone()),
         };
-        self.map_derived(tx, kind, derived, None)
+        self.map_derived(tx, kind, derived, None, remapped)
     }
 
     fn map_derived(
@@ -1531,6 +1616,7 @@ impl Ctx {
         kind: Kind,
         derived: Result<Fields, MapError>,
         legacy: Option<DocId>,
+        mut remapped: Option<&mut Remapped>,
     ) -> Result<Result<Fields, MapError>, TxError> {
         let mut out = match derived {
             Ok(out) => out,
@@ -1545,7 +1631,12 @@ impl Ctx {
             };
             let s = value.as_str().unwrap_or_default();
             match self.remap(tx, target, s)? {
-                Some(typed) => *value = Value::String(typed),
+                Some(typed) => {
+                    if let Some(r) = remapped.as_deref_mut() {
+                        r.push((target, s.into(), typed.clone()));
+                    }
+                    *value = Value::String(typed);
+                }
                 None if failure.is_none() => {
                     let blocked_by = self
                         .parse_id(s)
@@ -1685,23 +1776,35 @@ impl Ctx {
         &self,
         tx: &mut Tx<'_>,
         kind: Kind,
-        doc: &Doc,
+        doc: &Arc<Doc>,
         typed: Option<Arc<Doc>>,
         quarantined: Option<Arc<Doc>>,
         conflict: BackfillConflict,
     ) -> Result<Synced, TxError> {
         let legacy = doc.id;
+        let mut remapped = Remapped::new();
         let mapped: Result<std::convert::Infallible, MapError> =
-            match self.map_doc(tx, kind, doc)? {
+            match self.map_doc(tx, kind, doc, Some(&mut remapped))? {
                 Ok(fields) => {
                     match self.write_typed_row(tx, kind, legacy, fields, typed.as_ref(), conflict) {
-                        Ok(Synced::Migrated) => {
+                        Ok((Synced::Migrated, row)) => {
+                            if let Some(row) = row.and_then(|id| tx.store().peek(id)) {
+                                self.written.borrow_mut().insert(
+                                    legacy,
+                                    WrittenRow {
+                                        kind,
+                                        legacy: doc.clone(),
+                                        row: row.clone(),
+                                        remapped,
+                                    },
+                                );
+                            }
                             if let Some(q) = quarantined {
                                 tx.delete(q.id)?;
                             }
                             return Ok(Synced::Migrated);
                         }
-                        Ok(other) => return Ok(other),
+                        Ok((other, _)) => return Ok(other),
                         // The typed table's validator rejected the row: the document is treated as
                         // one that cannot map (the write path catches the error).
                         Err(TxError::Validation { table, error }) => Err(MapError {
@@ -1852,9 +1955,11 @@ impl Ctx {
         fields: Fields,
         typed: Option<&Arc<Doc>>,
         conflict: BackfillConflict,
-    ) -> Result<Synced, TxError> {
-        if typed.is_some_and(|t| t.fields == fields) {
-            return Ok(Synced::Migrated);
+    ) -> Result<(Synced, Option<DocId>), TxError> {
+        if let Some(t) = typed
+            && t.fields == fields
+        {
+            return Ok((Synced::Migrated, Some(t.id)));
         }
         if self.reject_typed.get() {
             return Err(TxError::Validation {
@@ -1865,16 +1970,17 @@ impl Ctx {
                 },
             });
         }
-        match typed {
+        let row = match typed {
             Some(t) => {
                 let newer = updated_at(&fields) > updated_at(&t.fields);
                 match conflict {
                     BackfillConflict::Overwrite => tx.replace(t.id, fields)?,
                     BackfillConflict::NewerWins if newer => tx.replace(t.id, fields)?,
                     BackfillConflict::SkipExisting | BackfillConflict::NewerWins => {
-                        return Ok(Synced::Kept);
+                        return Ok((Synced::Kept, None));
                     }
                 }
+                t.id
             }
             None => {
                 let typed = tx.insert(self.t.typed[kind.index()], fields)?;
@@ -1882,9 +1988,10 @@ impl Ctx {
                 m.insert("legacyId".into(), Value::String(self.id_string(legacy)));
                 m.insert("typedId".into(), Value::String(self.id_string(typed)));
                 tx.insert(self.t.id_map, m)?;
+                typed
             }
-        }
-        Ok(Synced::Migrated)
+        };
+        Ok((Synced::Migrated, Some(row)))
     }
 
     /// Makes the migration's typed writes (double writes, backfill) fail validation until
@@ -2278,13 +2385,13 @@ impl Ctx {
             Half::TypedFirst => {
                 let (fields, relink) = self.updated_legacy(tx, legacy, changes)?;
                 if self.typed_writes(kind) {
-                    let doc = Doc {
+                    let doc = Arc::new(Doc {
                         id: legacy,
                         creation_time: 0,
                         fields: fields.clone(),
                         size: 0,
                         memo: Default::default(),
-                    };
+                    });
                     let typed = self.typed_of_legacy(tx, kind, legacy)?;
                     let quarantined = self.quarantine_entry(tx, legacy)?;
                     self.write_typed(
