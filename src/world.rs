@@ -2585,7 +2585,14 @@ impl Ctx {
         let key_value = |key: Option<Key>| key.map_or(Value::Null, |k| Value::Int64(i64::from(k)));
         let (mut fields, key) = if doc.id.table == self.t.objects {
             let key = key_of(doc.id);
-            let f = match derived(kind, doc, false) {
+            // The strict derivation is the lenient one where it succeeds, and the write path
+            // and the diff will want it for the same version: the view derives strictly
+            // first, and leniently only a document that cannot map.
+            let derivation = match derived(kind, doc, true) {
+                Ok(f) => Ok(f),
+                Err(_) => derived(kind, doc, false).as_ref(),
+            };
+            let f = match derivation {
                 Ok(f) => f.clone_inserting("_key".into(), key_value(key)),
                 Err(_) => Fields::from([("_key".into(), key_value(key))]),
             };
@@ -3009,6 +3016,56 @@ mod tests {
         assert!(complete);
         assert_eq!(*others, fresh);
         assert!(fresh.to_string().contains("#9999"), "{fresh}");
+    }
+
+    /// A view of a legacy document is its lenient derivation: the strict one where that
+    /// succeeds (the two are then equal, and the write path will want the strict one), and
+    /// the lenient one of a document that cannot map, which still shows its fields.
+    #[test]
+    fn a_view_shows_a_document_that_cannot_map() {
+        let data = crate::data::generate(
+            3,
+            &crate::data::GenOptions {
+                documents: 60,
+                dirty_percent: 50,
+            },
+        );
+        let w = World::new(
+            Arc::new(crate::plan::Plan::seed()),
+            &data,
+            true,
+            PlantedBugs::default(),
+        );
+        let (mut dirty, mut clean) = (0, 0);
+        for key in 0..60 {
+            let Some(doc) = w.handle(key).and_then(|id| w.store.peek(id)).cloned() else {
+                continue;
+            };
+            let Some(kind) = kind_of_doc(&doc) else {
+                continue;
+            };
+            let lenient = derive(kind, &doc.fields, false).expect("a lenient derivation");
+            let view = w.view(kind, &doc);
+            let names: Vec<&str> = view
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|k| k.as_str())
+                .collect();
+            let expected: Vec<&str> = lenient
+                .keys()
+                .map(|k| k.as_str())
+                .chain(["_key"])
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            assert_eq!(names, expected, "{}", w.id_string(doc.id));
+            match derive(kind, &doc.fields, true) {
+                Ok(_) => clean += 1,
+                Err(_) => dirty += 1,
+            }
+        }
+        assert!(dirty > 3 && clean > 3, "{dirty} {clean}");
     }
 
     /// Two views found equal once are equal again without a walk, and a view is never taken
