@@ -3631,22 +3631,29 @@ mod tests {
         let strategy = crate::explore::step_in(&crate::explore::Swarm::max_faults());
         let mut runner = proptest::test_runner::TestRunner::deterministic();
         let (mut taken, mut with_references) = (0, 0);
-        let other_org = |fields: &crate::value::Fields| {
-            let mut f = fields.clone();
-            f.insert("organizationId".into(), Value::from("organizations:999"));
-            f
+        // A fork that keeps the written rows, with `doc` rewritten past the write path to
+        // another organization, and the new version.
+        let moved = |w: &World, doc: &Arc<Doc>| {
+            let mut fork = w.fork_keeping_rows();
+            let mut fields = doc.fields.clone();
+            fields.insert("organizationId".into(), Value::from("organizations:999"));
+            fork.store
+                .mutate(0, |tx| tx.replace(doc.id, fields))
+                .unwrap();
+            let version = fork.store.peek(doc.id).cloned().unwrap();
+            (fork, version)
         };
         for seed in 0..3 {
             let mut sim = Sim::new(plan.clone(), &SimOptions::default(), seed);
             for _ in 0..400 {
                 let step = strategy.new_tree(&mut runner).unwrap().current();
                 sim.step(&step).expect("the seed plan is safe");
-                for (kind, legacy, _, references) in sim.migrated.stored_rows() {
+                for (kind, legacy, references) in sim.migrated.stored_rows() {
                     let w = &mut sim.migrated;
-                    let Some(current) = w.store.peek(legacy.id).cloned() else {
+                    let Some(current) = w.store.peek(legacy).cloned() else {
                         continue;
                     };
-                    let rows = w.peek_typed_rows(kind, legacy.id);
+                    let rows = w.peek_typed_rows(kind, legacy);
                     let [row] = &rows[..] else {
                         continue;
                     };
@@ -3655,29 +3662,17 @@ mod tests {
                     }
                     taken += 1;
                     assert_eq!(w.map_now(kind, &current), Ok(row.fields.clone()));
-                    // A later version of the legacy document, written past the write path.
-                    let mut other = w.fork_keeping_rows();
-                    let later = other_org(&current.fields);
-                    other
-                        .store
-                        .mutate(0, |tx| tx.replace(current.id, later))
-                        .unwrap();
-                    let later = other.store.peek(current.id).cloned().unwrap();
+                    // A later version of the legacy document.
+                    let (mut other, later) = moved(w, &current);
                     assert!(!other.row_is_mapping(kind, &later, row));
                     // The typed row rewritten.
-                    let mut other = w.fork_keeping_rows();
-                    let rewritten = other_org(&row.fields);
-                    other
-                        .store
-                        .mutate(0, |tx| tx.replace(row.id, rewritten))
-                        .unwrap();
-                    let rewritten = other.store.peek(row.id).cloned().unwrap();
+                    let (mut other, rewritten) = moved(w, row);
                     assert!(!other.row_is_mapping(kind, &current, &rewritten));
                     // A reference that would remap to another typed id.
                     if references > 0 {
                         with_references += 1;
                         let mut other = w.fork_keeping_rows();
-                        other.misremember_remap(legacy.id);
+                        other.misremember_remap(legacy);
                         assert!(!other.row_is_mapping(kind, &current, row));
                     }
                 }

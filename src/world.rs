@@ -1254,17 +1254,17 @@ impl World {
         .unwrap_or(false)
     }
 
-    /// The rows written in the last step (`Ctx::stored`): kind, legacy version, typed row,
-    /// and how many references the mapping remapped.
+    /// The rows written in the last step (`Ctx::stored`): kind, legacy id, and how many
+    /// references the mapping remapped, by legacy id.
     #[cfg(test)]
-    pub(crate) fn stored_rows(&self) -> Vec<(Kind, Arc<Doc>, Arc<Doc>, usize)> {
+    pub(crate) fn stored_rows(&self) -> Vec<(Kind, DocId, usize)> {
         let mut rows: Vec<_> = self
             .ctx
             .stored
             .values()
-            .map(|w| (w.kind, w.legacy.clone(), w.row.clone(), w.remapped.len()))
+            .map(|w| (w.kind, w.legacy.id, w.remapped.len()))
             .collect();
-        rows.sort_by_key(|r| r.1.id);
+        rows.sort_by_key(|r| r.1);
         rows
     }
 
