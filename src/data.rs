@@ -110,6 +110,24 @@ fn s(x: impl Into<crate::value::Str>) -> Value {
     Value::String(x.into())
 }
 
+/// Fields built by inserting names in any order, sorted once at the end (`Fields::from_pairs`)
+/// instead of shifted into place at each insert.
+struct Pairs(Vec<(crate::value::Str, Value)>);
+
+impl Pairs {
+    fn with_capacity(n: usize) -> Pairs {
+        Pairs(Vec::with_capacity(n))
+    }
+
+    fn insert(&mut self, name: crate::value::Str, value: Value) {
+        self.0.push((name, value));
+    }
+
+    fn done(self) -> Fields {
+        Fields::from_pairs(self.0)
+    }
+}
+
 /// A realistic person (name and email) for a customer or ticket holder.
 pub fn person(rng: &mut Rng) -> (String, String) {
     (Name().fake_with_rng(rng), SafeEmail().fake_with_rng(rng))
@@ -129,7 +147,7 @@ pub fn price(rng: &mut Rng) -> f64 {
 pub fn event_properties(rng: &mut Rng) -> Fields {
     let start = date(rng);
     let city: String = CityName().fake_with_rng(rng);
-    let mut cp = Fields::new();
+    let mut cp = Pairs::with_capacity(7);
     cp.insert(
         "slug".into(),
         s(format!(
@@ -155,7 +173,7 @@ pub fn event_properties(rng: &mut Rng) -> Fields {
     if rng.random_bool(0.3) {
         cp.insert("organizerNote".into(), s("doors open an hour early"));
     }
-    cp
+    cp.done()
 }
 
 /// An `objects` document with the common top-level fields.
@@ -168,7 +186,7 @@ pub fn object_fields(
     cp: Fields,
     at: f64,
 ) -> Fields {
-    let mut f = Fields::new();
+    let mut f = Pairs::with_capacity(8);
     f.insert("organizationId".into(), org.clone());
     f.insert("type".into(), s(ty));
     if let Some(st) = subtype {
@@ -179,7 +197,7 @@ pub fn object_fields(
     f.insert("customProperties".into(), Value::Object(cp));
     f.insert("createdAt".into(), num(at));
     f.insert("updatedAt".into(), num(at));
-    f
+    f.done()
 }
 
 /// The shape a new transaction is written in.
@@ -211,7 +229,7 @@ pub fn transaction_properties(
     with_totals: bool,
 ) -> Fields {
     let (customer, email) = person(rng);
-    let mut cp = Fields::new();
+    let mut cp = Pairs::with_capacity(20);
     let qty = purchase.quantity as f64;
     let tax_rate = [0.0, 7.0, 19.0][rng.random_range(0..3usize)];
     let gross = purchase.unit_price * qty;
@@ -239,7 +257,7 @@ pub fn transaction_properties(
     cp.insert("transactionDate".into(), num(date(rng)));
     match shape {
         TxShape::V2 => {
-            let mut item = Fields::new();
+            let mut item = Pairs::with_capacity(9);
             item.insert("productId".into(), purchase.product.clone());
             item.insert("productName".into(), s(purchase.product_name));
             item.insert("quantity".into(), num(qty));
@@ -249,7 +267,10 @@ pub fn transaction_properties(
             item.insert("taxAmountInCents".into(), num(tax));
             item.insert("eventId".into(), purchase.event.clone());
             item.insert("eventName".into(), s(purchase.event_name));
-            cp.insert("lineItems".into(), Value::Array(vec![Value::Object(item)]));
+            cp.insert(
+                "lineItems".into(),
+                Value::Array(vec![Value::Object(item.done())]),
+            );
             cp.insert("subtotalInCents".into(), num(gross - tax));
             cp.insert("taxAmountInCents".into(), num(tax));
             cp.insert("totalInCents".into(), num(gross));
@@ -294,20 +315,20 @@ pub fn transaction_properties(
             cp.insert("totalInCents".into(), num(gross));
         }
     }
-    cp
+    cp.done()
 }
 
 /// The `customProperties` of a new checkout ticket.
 pub fn ticket_properties(rng: &mut Rng, purchase: &Purchase<'_>, number: u32) -> Fields {
     let (holder, email) = person(rng);
-    let mut cp = Fields::new();
+    let mut cp = Pairs::with_capacity(6);
     cp.insert("productId".into(), purchase.product.clone());
     cp.insert("eventId".into(), purchase.event.clone());
     cp.insert("holderName".into(), s(holder));
     cp.insert("holderEmail".into(), s(email));
     cp.insert("ticketNumber".into(), num(number as f64));
     cp.insert("checkoutSessionId".into(), purchase.session.clone());
-    cp
+    cp.done()
 }
 
 /// Makes a clean document dirty in one of the ways production data is; returns how and the

@@ -114,11 +114,14 @@ fn push_escaped(out: &mut KeyBytes, bytes: &[u8]) {
     let mut rest = bytes;
     while let Some(zero) = rest.iter().position(|&b| b == 0) {
         out.extend_from_slice(&rest[..zero]);
-        out.extend_from_slice(&[0x00, 0xFF]);
+        out.push(0x00);
+        out.push(0xFF);
         rest = &rest[zero + 1..];
     }
     out.extend_from_slice(rest);
-    out.extend_from_slice(&[0x00, 0x00]);
+    // Two pushes: `extend_from_slice` of two bytes is a reserve and two `memmove` calls.
+    out.push(0x00);
+    out.push(0x00);
 }
 
 /// The values a list encoding holds; `None` if `bytes` is not one (the store only decodes

@@ -2180,8 +2180,10 @@ impl Ctx {
             return Err(TxError::NotFound(self.id_string(id).into()));
         };
         let mut fields = doc.fields.clone();
-        let mut cp = match fields.remove("customProperties") {
-            Some(Value::Object(cp)) => cp,
+        // Taken out in place and put back below: removing and inserting it again would shift
+        // the fields after it twice.
+        let mut cp = match fields.get_mut("customProperties") {
+            Some(Value::Object(cp)) => std::mem::take(cp),
             _ => Fields::new(),
         };
         let mut relink = None;
