@@ -5,6 +5,7 @@
 use crate::keycode::{self, KeyBytes};
 use crate::validator::{ValidationError, Validator, parse_id};
 use crate::value::{Fields, Value, measure_fields};
+use smallvec::SmallVec;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::ops::Bound;
@@ -405,25 +406,32 @@ struct Table {
 /// update compares each indexed field once, however many indexes share it.
 #[derive(Debug)]
 struct IndexedPaths {
-    paths: Vec<&'static str>,
-    /// Per index, a bit per path in `paths`.
+    /// Each distinct path, split at its dots once.
+    split: Vec<SmallVec<[&'static str; 2]>>,
+    /// Per index, a bit per path in `split`.
     uses: Vec<u64>,
+    /// Per index, its fields' positions in `split`, in the index's order.
+    fields: Vec<SmallVec<[u8; 4]>>,
 }
 
 impl IndexedPaths {
     fn new(def: &TableDef) -> IndexedPaths {
         let mut paths: Vec<&'static str> = Vec::new();
-        let uses = def
+        let fields: Vec<SmallVec<[u8; 4]>> = def
             .indexes
             .iter()
             .map(|index| {
-                index.fields.iter().fold(0u64, |mask, f| {
-                    let i = paths.iter().position(|p| p == f).unwrap_or_else(|| {
-                        paths.push(f);
-                        paths.len() - 1
-                    });
-                    mask | 1 << i
-                })
+                index
+                    .fields
+                    .iter()
+                    .map(|f| {
+                        let i = paths.iter().position(|p| p == f).unwrap_or_else(|| {
+                            paths.push(f);
+                            paths.len() - 1
+                        });
+                        i as u8
+                    })
+                    .collect()
             })
             .collect();
         assert!(
@@ -431,15 +439,38 @@ impl IndexedPaths {
             "{}: more than 64 indexed fields",
             def.name
         );
-        IndexedPaths { paths, uses }
+        let uses = fields
+            .iter()
+            .map(|at| at.iter().fold(0u64, |mask, &i| mask | 1 << i))
+            .collect();
+        let split = paths.iter().map(|p| p.split('.').collect()).collect();
+        IndexedPaths {
+            split,
+            uses,
+            fields,
+        }
+    }
+
+    /// The value of each path in `fields`, in order.
+    fn values<'a>(&self, fields: &'a Fields) -> SmallVec<[Option<&'a Value>; 8]> {
+        self.split.iter().map(|p| get_split(fields, p)).collect()
+    }
+
+    /// The key of `doc` in the table's index number `index`, from its `values`.
+    fn key(&self, index: usize, values: &[Option<&Value>], doc: &Doc) -> IndexKey {
+        IndexKey::new(
+            self.fields[index].iter().map(|&i| values[usize::from(i)]),
+            doc.creation_time,
+            doc.id,
+        )
     }
 
     /// The paths whose values differ between two versions, as bits.
     fn changed(&self, a: &Fields, b: &Fields) -> u64 {
-        self.paths
+        self.split
             .iter()
             .enumerate()
-            .filter(|(_, p)| get_path(a, p) != get_path(b, p))
+            .filter(|(_, p)| get_split(a, p) != get_split(b, p))
             .fold(0, |mask, (i, _)| mask | 1 << i)
     }
 }
@@ -485,6 +516,17 @@ pub fn get_path<'a>(fields: &'a Fields, path: &str) -> Option<&'a Value> {
         None => fields.get(path),
         Some((head, rest)) => get_path(fields.get(head)?.as_object()?, rest),
     }
+}
+
+/// `get_path` of a path already split at its dots (`IndexedPaths::split`): the store reads
+/// the indexed paths of every document it writes.
+fn get_split<'a>(fields: &'a Fields, path: &[&str]) -> Option<&'a Value> {
+    let (last, heads) = path.split_last()?;
+    let mut at = fields;
+    for head in heads {
+        at = at.get(*head)?.as_object()?;
+    }
+    at.get(*last)
 }
 
 impl Store {
@@ -743,14 +785,6 @@ impl Store {
         }
     }
 
-    fn index_key(def: &IndexDef, doc: &Doc) -> IndexKey {
-        IndexKey::new(
-            def.fields.iter().map(|f| get_path(&doc.fields, f)),
-            doc.creation_time,
-            doc.id,
-        )
-    }
-
     /// Replaces the stored version of `id` (or removes it) and keeps every index in step.
     fn put(&mut self, id: DocId, doc: Option<Arc<Doc>>) -> Option<Arc<Doc>> {
         self.version += 1;
@@ -776,45 +810,53 @@ impl Store {
             }
             _ => None,
         };
-        for (((def, index), points), uses) in table
-            .def
-            .indexes
-            .iter()
-            .zip(table.indexes.iter_mut())
-            .zip(table.points.iter_mut())
-            .zip(&table.indexed.uses)
+        let indexed = &*table.indexed;
+        if changed == Some(0) {
+            // Most updates do not touch indexed fields: every key stays, and finds the new
+            // version in `docs`.
+            return before;
+        }
         {
-            if changed.is_some_and(|changed| changed & uses == 0) {
-                // Most updates do not touch indexed fields: the key stays, and it finds the
-                // new version in `docs`.
-                continue;
-            }
-            let index = Arc::make_mut(index);
-            let mut points = points.as_mut().map(Arc::make_mut);
-            if let Some(a) = &before {
-                let key = Store::index_key(def, a);
-                if let Some(points) = points.as_deref_mut() {
-                    let at = (key.creation_time, key.id);
-                    let list = points
-                        .get_mut(&key.values)
-                        .expect("index out of step with its table");
-                    list.retain(|p| *p != at);
-                    if list.is_empty() {
-                        points.remove(&key.values);
+            // Each indexed path's value, read once for all the indexes that share it.
+            let values_before = before.as_ref().map(|a| indexed.values(&a.fields));
+            let values_after = doc.as_ref().map(|b| indexed.values(&b.fields));
+            for (i, ((index, points), uses)) in table
+                .indexes
+                .iter_mut()
+                .zip(table.points.iter_mut())
+                .zip(&indexed.uses)
+                .enumerate()
+            {
+                if changed.is_some_and(|changed| changed & uses == 0) {
+                    continue;
+                }
+                let index = Arc::make_mut(index);
+                let mut points = points.as_mut().map(Arc::make_mut);
+                if let (Some(a), Some(values)) = (&before, &values_before) {
+                    let key = indexed.key(i, values, a);
+                    if let Some(points) = points.as_deref_mut() {
+                        let at = (key.creation_time, key.id);
+                        let list = points
+                            .get_mut(&key.values)
+                            .expect("index out of step with its table");
+                        list.retain(|p| *p != at);
+                        if list.is_empty() {
+                            points.remove(&key.values);
+                        }
                     }
+                    let removed = index.remove(&key);
+                    assert!(removed, "index out of step with its table");
                 }
-                let removed = index.remove(&key);
-                assert!(removed, "index out of step with its table");
-            }
-            if let Some(b) = &doc {
-                let key = Store::index_key(def, b);
-                if let Some(points) = points {
-                    let at = (key.creation_time, key.id);
-                    let list = points.entry(KeyBytes::from_slice(&key.values)).or_default();
-                    let i = list.partition_point(|p| *p < at);
-                    list.insert(i, at);
+                if let (Some(b), Some(values)) = (&doc, &values_after) {
+                    let key = indexed.key(i, values, b);
+                    if let Some(points) = points {
+                        let at = (key.creation_time, key.id);
+                        let list = points.entry(KeyBytes::from_slice(&key.values)).or_default();
+                        let i = list.partition_point(|p| *p < at);
+                        list.insert(i, at);
+                    }
+                    index.insert(key);
                 }
-                index.insert(key);
             }
         }
         before
