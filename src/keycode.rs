@@ -110,7 +110,25 @@ fn float_key(x: f64) -> u64 {
     }
 }
 
+/// The encoding of one string value given in pieces: `encode` of the string the pieces
+/// make, built without the string (an id is its table's prefix and its number).
+pub fn encode_string(pieces: &[&[u8]]) -> KeyBytes {
+    let mut out = KeyBytes::new();
+    out.push(STRING);
+    for piece in pieces {
+        push_escaped_bytes(&mut out, piece);
+    }
+    push_terminator(&mut out);
+    out
+}
+
 fn push_escaped(out: &mut KeyBytes, bytes: &[u8]) {
+    push_escaped_bytes(out, bytes);
+    push_terminator(out);
+}
+
+/// The bytes, each zero escaped as `00 FF`.
+fn push_escaped_bytes(out: &mut KeyBytes, bytes: &[u8]) {
     let mut rest = bytes;
     while let Some(zero) = rest.iter().position(|&b| b == 0) {
         out.extend_from_slice(&rest[..zero]);
@@ -119,6 +137,10 @@ fn push_escaped(out: &mut KeyBytes, bytes: &[u8]) {
         rest = &rest[zero + 1..];
     }
     out.extend_from_slice(rest);
+}
+
+/// The end of an escaped string: `00 00`, which sorts before any byte of a longer string.
+fn push_terminator(out: &mut KeyBytes) {
     // Two pushes: `extend_from_slice` of two bytes is a reserve and two `memmove` calls.
     out.push(0x00);
     out.push(0x00);
@@ -294,6 +316,19 @@ mod tests {
         fn a_prefix_of_values_is_a_prefix_of_bytes(a in values(), b in values()) {
             let (ea, eb) = (encode(a.iter().map(Option::as_ref)), encode(b.iter().map(Option::as_ref)));
             prop_assert_eq!(eb.starts_with(&ea), b.starts_with(&a));
+        }
+
+        /// A string given in pieces encodes as the string they make, zero bytes included.
+        #[test]
+        fn a_string_in_pieces_encodes_as_the_string(
+            pieces in prop::collection::vec("(a|\0|:|7|\u{e9}){0,5}", 0..4),
+        ) {
+            let whole: String = pieces.concat();
+            let bytes: Vec<&[u8]> = pieces.iter().map(|p| p.as_bytes()).collect();
+            prop_assert_eq!(
+                encode_string(&bytes),
+                encode([Some(&Value::String(Str::from(whole)))])
+            );
         }
     }
 }

@@ -752,6 +752,15 @@ impl Store {
         hits(&self.tables[usize::from(index.table)], index, prefix)
     }
 
+    /// `peek_range` of an encoded prefix.
+    pub fn peek_range_by<'a>(
+        &'a self,
+        index: IndexRef,
+        prefix: &Prefix,
+    ) -> impl Iterator<Item = &'a Arc<Doc>> + use<'a> {
+        hits_encoded(&self.tables[usize::from(index.table)], index, prefix)
+    }
+
     /// Takes the writes committed since the last call.
     pub fn take_log(&mut self) -> Vec<Write> {
         std::mem::take(&mut self.log)
@@ -877,15 +886,24 @@ fn content_sum(t: &Table) -> u64 {
 fn hits<'a>(
     table: &'a Table,
     index: IndexRef,
-    prefix: &'a [Value],
-) -> impl Iterator<Item = &'a Arc<Doc>> + 'a {
+    prefix: &[Value],
+) -> impl Iterator<Item = &'a Arc<Doc>> + use<'a> {
+    hits_encoded(table, index, &Prefix::of(prefix))
+}
+
+/// `hits` of a prefix already encoded.
+fn hits_encoded<'a>(
+    table: &'a Table,
+    index: IndexRef,
+    prefix: &Prefix,
+) -> impl Iterator<Item = &'a Arc<Doc>> + use<'a> {
     let i = usize::from(index.index);
     let points = table.points[i]
         .as_ref()
-        .filter(|_| prefix.len() == table.def.indexes[i].fields.len())
+        .filter(|_| prefix.fields == table.def.indexes[i].fields.len())
         .map(|points| {
             points
-                .get(&keycode::encode(prefix.iter().map(Some)))
+                .get(&prefix.bytes)
                 .map_or(&[][..], |list| list.as_slice())
         });
     match points {
@@ -893,8 +911,35 @@ fn hits<'a>(
             list.iter()
                 .map(move |(_, id)| table.doc(id.seq).expect("index out of step with its table")),
         ),
-        None => {
-            Hits::Tree(range_after(&table.indexes[i], prefix, None).map(move |k| table.indexed(k)))
+        None => Hits::Tree(
+            range_after(&table.indexes[i], prefix.bytes.clone(), None)
+                .map(move |k| table.indexed(k)),
+        ),
+    }
+}
+
+/// The first values of an index key, encoded (`keycode`), to look documents up by.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Prefix {
+    bytes: KeyBytes,
+    /// How many values.
+    fields: usize,
+}
+
+impl Prefix {
+    pub fn of(values: &[Value]) -> Prefix {
+        Prefix {
+            bytes: keycode::encode(values.iter().map(Some)),
+            fields: values.len(),
+        }
+    }
+
+    /// One string value made of `pieces` (an id: its table's prefix and its number),
+    /// encoded without building the string.
+    pub fn string(pieces: &[&[u8]]) -> Prefix {
+        Prefix {
+            bytes: keycode::encode_string(pieces),
+            fields: 1,
         }
     }
 }
@@ -923,12 +968,16 @@ where
 
 fn range_after<'a>(
     index: &'a BTreeSet<IndexKey>,
-    prefix: &'a [Value],
+    prefix: KeyBytes,
     after: Option<&IndexKey>,
 ) -> impl Iterator<Item = &'a IndexKey> + 'a {
     // The keys whose first values are `prefix` are those whose encoding starts with the
     // prefix's; the lowest of them sorts after the prefix alone at time 0.
-    let start = IndexKey::new(prefix.iter().map(Some), 0, DocId { table: 0, seq: 0 });
+    let start = IndexKey {
+        values: prefix,
+        creation_time: 0,
+        id: DocId { table: 0, seq: 0 },
+    };
     let lower = match after {
         Some(cursor) => Bound::Excluded(cursor.clone()),
         None => Bound::Included(start.clone()),
@@ -1001,6 +1050,7 @@ impl Tx<'_> {
         let mut docs = Vec::new();
         let mut cursor = None;
         let mut done = true;
+        let prefix = keycode::encode(prefix.iter().map(Some));
         for key in range_after(&table.indexes[usize::from(index.index)], prefix, after) {
             if docs.len() == limit {
                 done = false;
@@ -1034,8 +1084,18 @@ impl Tx<'_> {
         index: IndexRef,
         prefix: &[Value],
     ) -> Result<Option<Arc<Doc>>, TxError> {
+        self.first_by(index, &Prefix::of(prefix))
+    }
+
+    /// `first` of an encoded prefix (`Prefix::string` looks a document up by an id it holds
+    /// without building the id's string).
+    pub fn first_by(
+        &mut self,
+        index: IndexRef,
+        prefix: &Prefix,
+    ) -> Result<Option<Arc<Doc>>, TxError> {
         let table = &self.store.tables[usize::from(index.table)];
-        let doc = hits(table, index, prefix).next().cloned();
+        let doc = hits_encoded(table, index, prefix).next().cloned();
         if let Some(d) = &doc {
             self.count_read(d)?;
         }

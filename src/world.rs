@@ -11,7 +11,7 @@ use crate::plan::{
     References, UpdateMirroring, WritePath,
 };
 use crate::schema::{Kind, Tables, new_store};
-use crate::store::{Doc, DocId, HashedSet, IndexKey, Limits, Store, Tx, TxError, Write};
+use crate::store::{Doc, DocId, HashedSet, IndexKey, Limits, Prefix, Store, Tx, TxError, Write};
 use crate::value::{Fields, Str, Value};
 use rustc_hash::FxHashMap as HashMap;
 use smallvec::SmallVec;
@@ -1195,9 +1195,8 @@ impl World {
         self.ctx
             .peeked
             .get(self.store.version(), (Some(kind), l), || {
-                let id = [Value::String(self.id_string(l))];
                 self.store
-                    .peek_range(self.t.typed_by_legacy[kind.index()], &id)
+                    .peek_range_by(self.t.typed_by_legacy[kind.index()], &self.id_prefix(l))
                     .cloned()
                     .collect()
             })
@@ -1207,9 +1206,8 @@ impl World {
     /// `peek_typed_rows`).
     pub fn peek_quarantined(&self, l: DocId) -> bool {
         let entry = self.ctx.peeked.get(self.store.version(), (None, l), || {
-            let id = [Value::String(self.id_string(l))];
             self.store
-                .peek_range(self.t.quarantine_by_legacy, &id)
+                .peek_range_by(self.t.quarantine_by_legacy, &self.id_prefix(l))
                 .take(1)
                 .cloned()
                 .collect()
@@ -1485,6 +1483,15 @@ impl Ctx {
         s
     }
 
+    /// The index prefix of one value, `id`'s string (`id_string`), encoded without building
+    /// the string: the lookups by legacy id take it.
+    pub fn id_prefix(&self, id: DocId) -> Prefix {
+        Prefix::string(&[
+            self.id_prefixes[usize::from(id.table)].as_bytes(),
+            itoa::Buffer::new().format(id.seq).as_bytes(),
+        ])
+    }
+
     /// Parses an id string of any table of this world's store.
     ///
     /// The same as `validator::parse_id` followed by a search of the table names, which is
@@ -1517,10 +1524,9 @@ impl Ctx {
         kind: Kind,
         legacy: DocId,
     ) -> Result<Option<Arc<Doc>>, TxError> {
-        let id = Value::String(self.id_string(legacy));
-        tx.first(
+        tx.first_by(
             self.t.typed_by_legacy[kind.index()],
-            std::slice::from_ref(&id),
+            &self.id_prefix(legacy),
         )
     }
 
@@ -1530,8 +1536,7 @@ impl Ctx {
         tx: &mut Tx<'_>,
         legacy: DocId,
     ) -> Result<Option<Arc<Doc>>, TxError> {
-        let id = Value::String(self.id_string(legacy));
-        tx.first(self.t.quarantine_by_legacy, std::slice::from_ref(&id))
+        tx.first_by(self.t.quarantine_by_legacy, &self.id_prefix(legacy))
     }
 
     /// The typed id a reference should hold: an `objects` id is looked up by legacy id, a
@@ -1549,12 +1554,12 @@ impl Ctx {
         if id.table == self.t.objects {
             // `s` parsed, so it is the id's own spelling (`id_string`): the lookups by legacy
             // id take it as it is.
-            let key = [Value::String(s.into())];
-            if let Some(d) = tx.first(self.t.typed_by_legacy[target.index()], &key)? {
+            let key = Prefix::string(&[s.as_bytes()]);
+            if let Some(d) = tx.first_by(self.t.typed_by_legacy[target.index()], &key)? {
                 return Ok(Some(self.id_string(d.id)));
             }
             // A quarantined document has no typed id to point at.
-            if tx.first(self.t.quarantine_by_legacy, &key)?.is_some() {
+            if tx.first_by(self.t.quarantine_by_legacy, &key)?.is_some() {
                 return Ok(None);
             }
             // A reference to a deleted entity keeps pointing at the typed id it had, as the
@@ -1562,7 +1567,7 @@ impl Ctx {
             // entity deleted on the typed side once its kind is typed-only). An entity that
             // never had a typed row has no entry.
             Ok(tx
-                .first(self.t.id_map_by_legacy, &key)?
+                .first_by(self.t.id_map_by_legacy, &key)?
                 .and_then(|m| m.get("typedId").and_then(Value::as_str).map(Str::from))
                 .filter(|t| {
                     self.parse_id(t)
@@ -2317,9 +2322,8 @@ impl Ctx {
             return Ok(Some(Value::String(self.id_string(t.id))));
         }
         let Some(l) = legacy else { return Ok(None) };
-        let id = [Value::String(self.id_string(l))];
         Ok(tx
-            .first(self.t.id_map_by_legacy, &id)?
+            .first_by(self.t.id_map_by_legacy, &self.id_prefix(l))?
             .and_then(|m| m.get("typedId").cloned()))
     }
 
@@ -3111,6 +3115,20 @@ mod tests {
                 Some(DocId { table: table as u16, seq })
             });
             proptest::prop_assert_eq!(w.ctx.parse_id(&s), expected, "{}", s);
+        }
+
+        /// An id's lookup prefix is the encoding of its string, for every table: the lookups
+        /// by legacy id find what a lookup by the string would.
+        #[test]
+        fn an_id_prefix_is_its_string_encoded(table in 0u16..10, seq in proptest::prop_oneof![
+            0u32..20, proptest::strategy::Just(u32::MAX), proptest::num::u32::ANY,
+        ]) {
+            let w = world();
+            let id = DocId { table, seq };
+            proptest::prop_assert_eq!(
+                w.ctx.id_prefix(id),
+                Prefix::of(&[Value::String(w.ctx.id_string(id))])
+            );
         }
     }
 
