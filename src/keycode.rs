@@ -129,6 +129,11 @@ fn push_escaped(out: &mut KeyBytes, bytes: &[u8]) {
 
 /// The bytes, each zero escaped as `00 FF`.
 fn push_escaped_bytes(out: &mut KeyBytes, bytes: &[u8]) {
+    if !has_zero(bytes) {
+        // Almost every string: ids, names and statuses hold no zero byte.
+        out.extend_from_slice(bytes);
+        return;
+    }
     let mut rest = bytes;
     while let Some(zero) = rest.iter().position(|&b| b == 0) {
         out.extend_from_slice(&rest[..zero]);
@@ -137,6 +142,21 @@ fn push_escaped_bytes(out: &mut KeyBytes, bytes: &[u8]) {
         rest = &rest[zero + 1..];
     }
     out.extend_from_slice(rest);
+}
+
+/// Whether any byte is zero, eight bytes at a time: a word has a zero byte exactly when
+/// subtracting one from each byte borrows into a byte whose high bit was clear.
+fn has_zero(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
+            return true;
+        }
+    }
+    words.remainder().contains(&0)
 }
 
 /// The end of an escaped string: `00 00`, which sorts before any byte of a longer string.
@@ -316,6 +336,14 @@ mod tests {
         fn a_prefix_of_values_is_a_prefix_of_bytes(a in values(), b in values()) {
             let (ea, eb) = (encode(a.iter().map(Option::as_ref)), encode(b.iter().map(Option::as_ref)));
             prop_assert_eq!(eb.starts_with(&ea), b.starts_with(&a));
+        }
+
+        /// `has_zero` finds a zero byte wherever it is, in strings of any length.
+        #[test]
+        fn a_zero_byte_is_found_anywhere(
+            bytes in prop::collection::vec(prop_oneof![Just(0u8), Just(1u8), Just(0x80u8), any::<u8>()], 0..40),
+        ) {
+            prop_assert_eq!(has_zero(&bytes), bytes.contains(&0));
         }
 
         /// A string given in pieces encodes as the string they make, zero bytes included.
