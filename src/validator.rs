@@ -166,6 +166,11 @@ impl Validator {
             (Validator::Record(inner), Value::Object(fields)) => {
                 fields.values().all(|v| inner.accepts(v))
             }
+            // A status field's union of string literals: each option compared in place.
+            (Validator::Union(options), Value::String(s)) => options.iter().any(|o| match o {
+                Validator::Literal(Value::String(l)) => l == s,
+                o => o.accepts(value),
+            }),
             (Validator::Union(options), v) => options.iter().any(|o| o.accepts(v)),
             _ => false,
         }
