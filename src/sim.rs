@@ -1607,7 +1607,7 @@ impl Sim {
                 if dirty.is_empty() {
                     return Ok(());
                 }
-                let (key, field, value) = dirty.remove(usize::from(*sel) % dirty.len());
+                let (key, field, value) = dirty.swap_remove(usize::from(*sel) % dirty.len());
                 // A data fix that points a reference at an entity checks that it exists, as
                 // the app's own writes do.
                 let target = match (
