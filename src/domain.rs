@@ -7,7 +7,7 @@
 use crate::schema::{FieldSpec, Kind, Source, kind_fields, line_item_fields};
 use crate::store::Doc;
 use crate::validator::Validator;
-use crate::value::{Fields, Str, Value};
+use crate::value::{Fields, Name, Str, Value};
 use std::fmt;
 use std::sync::{LazyLock, OnceLock};
 
@@ -44,6 +44,8 @@ pub fn kind_of(fields: &Fields) -> Option<Kind> {
 /// A field spec with its legacy-side validator: references are still `objects` ids.
 struct Spec {
     name: &'static str,
+    /// `name` with its prefix, for the lookups (`Fields::position_of`).
+    key: Name,
     source: Source,
     validator: Validator,
     optional: bool,
@@ -106,6 +108,7 @@ fn specs(fields: Vec<FieldSpec>) -> Vec<Spec> {
         .into_iter()
         .map(|s| Spec {
             name: s.name,
+            key: Name::new(s.name),
             source: s.source,
             optional: matches!(s.validator, Validator::Optional(_)),
             validator: legacy_side(&s.validator),
@@ -178,7 +181,8 @@ fn derive_in(kind: Kind, doc: &Fields, strict: bool, order: Order) -> Result<Fie
     // The pulled fields' pairs in `order`, then the computed ones, which replace a pulled
     // one of the same name.
     let mut out: Vec<(Str, Value)> = Vec::with_capacity(spec.fields.len());
-    let mut computed: Vec<(Str, Value)> = Vec::new();
+    // A transaction computes its shape, line items and three totals; `metadata` follows.
+    let mut computed: Vec<(Str, Value)> = Vec::with_capacity(6);
     let mut consumed = Consumed::new(cp);
     // Where the last top-level lookup ended (see `Consumed::next`).
     let mut top = 0;
@@ -186,14 +190,14 @@ fn derive_in(kind: Kind, doc: &Fields, strict: bool, order: Order) -> Result<Fie
         let s = &spec.fields[i];
         let (found, at) = match s.source {
             Source::Top => {
-                let found = doc.position_from(top, s.name);
+                let found = doc.position_of(top, &s.key);
                 top = found.map_or_else(|i| i, |i| i + 1);
                 (
                     found.ok().and_then(|i| doc.get_index(i)).map(|(_, v)| v),
                     At::Top,
                 )
             }
-            _ => (consumed.take(s.name), At::Custom),
+            _ => (consumed.take(&s.key), At::Custom),
         };
         pull(s, found, at, strict, &mut out)?;
     }
@@ -231,8 +235,8 @@ impl<'a> Consumed<'a> {
     }
 
     /// The field's value, if there is one, now marked used.
-    fn take(&mut self, name: &str) -> Option<&'a Value> {
-        match self.cp.position_from(self.next, name) {
+    fn take(&mut self, name: &Name) -> Option<&'a Value> {
+        match self.cp.position_of(self.next, name) {
             Ok(i) => {
                 self.next = i + 1;
                 self.used[i] = true;
@@ -245,20 +249,15 @@ impl<'a> Consumed<'a> {
         }
     }
 
-    fn mark(&mut self, names: &[&str]) {
-        for name in names {
-            self.take(name);
+    fn mark(&mut self, names: &[&'static str]) {
+        for &name in names {
+            self.take(&Name::new(name));
         }
     }
 
     /// The fields not used, in order.
     fn rest(&self) -> Fields {
-        self.cp
-            .iter()
-            .zip(&self.used)
-            .filter(|(_, used)| !**used)
-            .map(|((k, v), _)| (k.clone(), v.clone()))
-            .collect()
+        self.cp.clone_where(|i| !self.used[i])
     }
 }
 

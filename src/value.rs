@@ -57,6 +57,23 @@ fn prefix(name: &str) -> u64 {
     hi | lo
 }
 
+/// A name with its prefix computed once, for a name looked up over and over (a schema's
+/// field names: `Fields::position_of`).
+#[derive(Clone, Copy, Debug)]
+pub struct Name {
+    prefix: u64,
+    pub name: &'static str,
+}
+
+impl Name {
+    pub fn new(name: &'static str) -> Name {
+        Name {
+            prefix: prefix(name),
+            name,
+        }
+    }
+}
+
 impl Entry {
     fn new(key: Str, value: Value) -> Entry {
         Entry {
@@ -192,6 +209,31 @@ impl Fields {
             return self.find_at(p, key);
         }
         self.scan_from(start, p, key)
+    }
+
+    /// `position_from` of a name whose prefix was computed once (`Name`).
+    #[inline]
+    pub fn position_of(&self, start: usize, name: &Name) -> Result<usize, usize> {
+        let (p, key) = (name.prefix, name.name);
+        let start = start.min(self.0.len());
+        if start > 0 && self.0[start - 1].cmp_name(p, key) != Ordering::Less {
+            return self.find_at(p, key);
+        }
+        self.scan_from(start, p, key)
+    }
+
+    /// The fields at the positions `keep` selects, in order, cloned (no spare capacity).
+    pub fn clone_where(&self, mut keep: impl FnMut(usize) -> bool) -> Fields {
+        let n = (0..self.0.len()).filter(|&i| keep(i)).count();
+        let mut entries = Vec::with_capacity(n);
+        entries.extend(
+            self.0
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| keep(i))
+                .map(|(_, e)| e.clone()),
+        );
+        Fields(entries)
     }
 
     /// The field at a position in iteration order (as `IndexMap::get_index`).
@@ -839,6 +881,26 @@ mod tests {
                 names.iter().map(|k| (Str::from(k.as_str()), Value::Null)).collect(),
             );
             prop_assert_eq!(fields.position_from(start, &key), fields.find(&key));
+            // With the prefix computed beforehand, the same.
+            let name = Name::new(Box::leak(key.clone().into_boxed_str()));
+            prop_assert_eq!(fields.position_of(start, &name), fields.find(&key));
+        }
+
+        /// `clone_where` keeps the fields at the positions selected, in order, with no room
+        /// to spare.
+        #[test]
+        fn a_filtered_clone_keeps_the_selected_fields(
+            names in prop::collection::btree_set(name(), 0..14),
+            keep in prop::collection::vec(any::<bool>(), 14),
+        ) {
+            let fields = Fields::from_pairs(
+                names.iter().map(|k| (Str::from(k.as_str()), Value::from(k.as_str()))).collect(),
+            );
+            let kept = fields.clone_where(|i| keep[i]);
+            let expected: Vec<(&Str, &Value)> =
+                fields.iter().enumerate().filter(|&(i, _)| keep[i]).map(|(_, kv)| kv).collect();
+            prop_assert_eq!(kept.iter().collect::<Vec<_>>(), expected);
+            prop_assert_eq!(kept.0.capacity(), kept.len());
         }
     }
 
