@@ -391,10 +391,20 @@ fn derive_transaction(
                         match item {
                             Value::Object(item) => {
                                 let mut o = Vec::with_capacity(spec.line_item.len());
+                                // Where the last lookup ended: in name order, one walk.
+                                let mut at = 0;
                                 for &j in &spec.item_pulled[order as usize] {
                                     let s = &spec.line_item[j];
-                                    let found = item.get(s.name);
-                                    pull(s, found, At::LineItem(i), strict, &mut o)?;
+                                    let found = item.position_of(at, &s.key);
+                                    at = found.map_or_else(|i| i, |i| i + 1);
+                                    let found = found.ok().and_then(|i| item.get_index(i));
+                                    pull(
+                                        s,
+                                        found.map(|(_, v)| v),
+                                        At::LineItem(i),
+                                        strict,
+                                        &mut o,
+                                    )?;
                                 }
                                 items.push(Value::Object(Fields::from_pairs(o)));
                             }
@@ -425,9 +435,13 @@ fn derive_transaction(
         "v1" => {
             consumed.mark(&V1_CONSUMED);
             let mut o = Vec::with_capacity(spec.line_item.len());
+            let mut at = 0;
             for &j in &spec.item_pulled[order as usize] {
                 let s = &spec.line_item[j];
-                pull(s, cp.get(s.name), At::Custom, strict, &mut o)?;
+                let found = cp.position_of(at, &s.key);
+                at = found.map_or_else(|i| i, |i| i + 1);
+                let found = found.ok().and_then(|i| cp.get_index(i));
+                pull(s, found.map(|(_, v)| v), At::Custom, strict, &mut o)?;
             }
             items.push(Value::Object(Fields::from_pairs(o)));
         }
