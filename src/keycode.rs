@@ -144,8 +144,9 @@ fn push_escaped_bytes(out: &mut KeyBytes, bytes: &[u8]) {
     out.extend_from_slice(rest);
 }
 
-/// Whether any byte is zero, eight bytes at a time: a word has a zero byte exactly when
-/// subtracting one from each byte borrows into a byte whose high bit was clear.
+/// Whether any byte is zero, eight bytes at a time: for a word `x`,
+/// `(x - 0x0101…01) & !x & 0x8080…80` is nonzero exactly when one of its bytes is zero (the
+/// lowest zero byte borrows and sets its high bit; no byte without a zero below it does).
 fn has_zero(bytes: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;

@@ -912,7 +912,7 @@ fn hits_encoded<'a>(
                 .map(move |(_, id)| table.doc(id.seq).expect("index out of step with its table")),
         ),
         None => Hits::Tree(
-            range_after(&table.indexes[i], prefix.bytes.clone(), None)
+            range_after(&table.indexes[i], KeyBytes::from_slice(&prefix.bytes), None)
                 .map(move |k| table.indexed(k)),
         ),
     }
