@@ -189,14 +189,7 @@ fn derive_in(kind: Kind, doc: &Fields, strict: bool, order: Order) -> Result<Fie
     for &i in &spec.pulled[order as usize] {
         let s = &spec.fields[i];
         let (found, at) = match s.source {
-            Source::Top => {
-                let found = doc.position_of(top, &s.key);
-                top = found.map_or_else(|i| i, |i| i + 1);
-                (
-                    found.ok().and_then(|i| doc.get_index(i)).map(|(_, v)| v),
-                    At::Top,
-                )
-            }
+            Source::Top => (doc.get_walking(&mut top, &s.key), At::Top),
             _ => (consumed.take(&s.key), At::Custom),
         };
         pull(s, found, at, strict, &mut out)?;
@@ -395,16 +388,8 @@ fn derive_transaction(
                                 let mut at = 0;
                                 for &j in &spec.item_pulled[order as usize] {
                                     let s = &spec.line_item[j];
-                                    let found = item.position_of(at, &s.key);
-                                    at = found.map_or_else(|i| i, |i| i + 1);
-                                    let found = found.ok().and_then(|i| item.get_index(i));
-                                    pull(
-                                        s,
-                                        found.map(|(_, v)| v),
-                                        At::LineItem(i),
-                                        strict,
-                                        &mut o,
-                                    )?;
+                                    let found = item.get_walking(&mut at, &s.key);
+                                    pull(s, found, At::LineItem(i), strict, &mut o)?;
                                 }
                                 items.push(Value::Object(Fields::from_pairs(o)));
                             }
@@ -438,10 +423,13 @@ fn derive_transaction(
             let mut at = 0;
             for &j in &spec.item_pulled[order as usize] {
                 let s = &spec.line_item[j];
-                let found = cp.position_of(at, &s.key);
-                at = found.map_or_else(|i| i, |i| i + 1);
-                let found = found.ok().and_then(|i| cp.get_index(i));
-                pull(s, found.map(|(_, v)| v), At::Custom, strict, &mut o)?;
+                pull(
+                    s,
+                    cp.get_walking(&mut at, &s.key),
+                    At::Custom,
+                    strict,
+                    &mut o,
+                )?;
             }
             items.push(Value::Object(Fields::from_pairs(o)));
         }

@@ -198,20 +198,11 @@ impl Fields {
         self.find(key.as_ref()).ok()
     }
 
-    /// Where `key` is (`Ok`) or would go (`Err`), as `get_index_of`, searching forward from
-    /// `start` when every field before `start` sorts before `key`, and from the beginning
+    /// Where `name` is (`Ok`) or would go (`Err`), as `get_index_of`, searching forward from
+    /// `start` when every field before `start` sorts before it, and from the beginning
     /// otherwise. A caller that looks up names in increasing order passes the position its
-    /// last lookup returned and walks each object once instead of once per name.
-    pub fn position_from(&self, start: usize, key: &str) -> Result<usize, usize> {
-        let p = prefix(key);
-        let start = start.min(self.0.len());
-        if start > 0 && self.0[start - 1].cmp_name(p, key) != Ordering::Less {
-            return self.find_at(p, key);
-        }
-        self.scan_from(start, p, key)
-    }
-
-    /// `position_from` of a name whose prefix was computed once (`Name`).
+    /// last lookup returned and walks each object once instead of once per name; `Name`
+    /// carries the name's prefix, computed once.
     #[inline]
     pub fn position_of(&self, start: usize, name: &Name) -> Result<usize, usize> {
         let (p, key) = (name.prefix, name.name);
@@ -220,6 +211,15 @@ impl Fields {
             return self.find_at(p, key);
         }
         self.scan_from(start, p, key)
+    }
+
+    /// The value of `name` by `position_of` from `*at`, moving `*at` past where it looked:
+    /// names looked up in increasing order walk the object once.
+    #[inline]
+    pub fn get_walking(&self, at: &mut usize, name: &Name) -> Option<&Value> {
+        let found = self.position_of(*at, name);
+        *at = found.map_or_else(|i| i, |i| i + 1);
+        found.ok().map(|i| &self.0[i].value)
     }
 
     /// The fields at the positions `keep` selects, in order, cloned (no spare capacity).
@@ -877,13 +877,14 @@ mod tests {
             key in name(),
             start in 0usize..16,
         ) {
+            // Each field's value is its name, so a lookup that lands on another field shows.
             let fields = Fields::from_pairs(
-                names.iter().map(|k| (Str::from(k.as_str()), Value::Null)).collect(),
+                names.iter().map(|k| (Str::from(k.as_str()), Value::from(k.as_str()))).collect(),
             );
-            prop_assert_eq!(fields.position_from(start, &key), fields.find(&key));
-            // With the prefix computed beforehand, the same.
             let name = Name::new(Box::leak(key.clone().into_boxed_str()));
             prop_assert_eq!(fields.position_of(start, &name), fields.find(&key));
+            let mut at = start;
+            prop_assert_eq!(fields.get_walking(&mut at, &name), fields.get(&key));
         }
 
         /// `clone_where` keeps the fields at the positions selected, in order, with no room
