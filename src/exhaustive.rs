@@ -34,6 +34,10 @@ pub struct Scenario {
     /// The backfill batch size of every kind in this scenario, instead of the plan's (small
     /// batches let other work interleave between them).
     pub batch_size: Option<usize>,
+    /// Takes every step that `Sim::idle` lets the search skip on a copy of the state anyway,
+    /// and panics unless it passed and left the state's hash alone: the tests' check of
+    /// `Sim::idle`. Off in real runs, where it would cost the copies the skip saves.
+    pub check_idle: bool,
 }
 
 impl Scenario {
@@ -97,6 +101,7 @@ impl Scenario {
                 .collect(),
             actions_max: 1,
             batch_size: Some(2),
+            check_idle: false,
         }
     }
 
@@ -127,6 +132,7 @@ impl Scenario {
             alphabet,
             actions_max: usize::MAX,
             batch_size: None,
+            check_idle: false,
         }
     }
 }
@@ -203,6 +209,7 @@ pub fn explore_jobs(
     };
     let mut root = Sim::from_dataset(plan.clone(), options, dataset);
     root.track_state();
+    root.share_versions();
     let jobs = jobs.max(1);
     let mut visited: FxHashSet<u64> = FxHashSet::default();
     visited.insert(root.state_hash());
@@ -367,6 +374,21 @@ fn expand_part(
         let mut state = Some(state);
         for (i, &step) in steps.iter().enumerate() {
             let path = || [node.path.as_slice(), std::slice::from_ref(step)].concat();
+            if let Some(here) = state.as_ref()
+                && here.idle(step)
+            {
+                // It would lead back to this state, passing: nothing to copy or take.
+                if scenario.check_idle {
+                    let mut copy = here.clone();
+                    let outcome = copy.step(step);
+                    assert!(
+                        outcome.is_ok() && copy.state_hash() == node.hash,
+                        "a step Sim::idle skips changed the state or failed: {step:?} ({outcome:?})"
+                    );
+                }
+                out.push(Child::Seen);
+                continue;
+            }
             if i + 1 < steps.len()
                 && let Some(here) = state.as_mut()
                 && let Some(outcome) = here.read_in_place(step)

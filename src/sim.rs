@@ -859,6 +859,15 @@ impl Sim {
         self.handled_events.track();
     }
 
+    /// Makes both worlds' stores, and every fork of them, store one version for equal
+    /// contents (`store::Versions`), so that what readers compute from a version is computed
+    /// once per content for the whole exploration rather than once per write.
+    pub fn share_versions(&mut self) {
+        let versions = Arc::new(crate::store::Versions::default());
+        self.migrated.store.share_versions(versions.clone());
+        self.oracle.store.share_versions(versions);
+    }
+
     /// A hash of everything that decides what the run does next: both worlds, the key
     /// book, the actions in flight, the payment deliveries and the checker's state (not the
     /// clock, the trace, the digest or the counters). Two runs with equal hashes at the same
@@ -920,6 +929,37 @@ impl Sim {
         self.oracle.ctx.restore_now(clocks.1);
         (self.hasher, self.stats, self.step_no) = (hasher, stats, step_no);
         Some(result)
+    }
+
+    /// Whether `step` certainly leaves this state as it is and passes its checks, so that
+    /// exhaustive exploration counts it without taking it on a copy of the state. It says so
+    /// only where the step returns before it writes or decides anything: an action step or
+    /// crash with no action in its lane, a backfill batch that does not run or finds its
+    /// progress done (`World::backfill_idle`), a quarantine retry while no typed writes run
+    /// (`World::retry_idle`), and a phase switch refused before any guard is evaluated
+    /// (`World::switch_idle`). Anything else, a step with a fault, and every step of a
+    /// traced run, is `false`: the step is taken. Such a step still advances the clock and
+    /// the digest, which the state hash leaves out. `Scenario::check_idle` takes every step
+    /// this skips anyway and checks that it passed and left the state's hash alone.
+    pub fn idle(&self, step: &Step) -> bool {
+        if step.fault.is_some() || self.verbose {
+            return false;
+        }
+        let world = &self.migrated;
+        match &step.op {
+            Op::Noop => true,
+            Op::ActionStep { lane } | Op::ActionCrash { lane } => {
+                !self.actions.iter().any(|a| a.lane == *lane)
+            }
+            Op::Backfill { kind, .. } if self.extensions.backfill(*kind).is_some() => {
+                !world.backfill_runs(*kind)
+            }
+            Op::Backfill { kind, .. } => world.bugs.idle_backfill || world.backfill_idle(*kind),
+            Op::RetryQuarantine { kind } => world.retry_idle(*kind),
+            Op::Advance { kind } => world.switch_idle(*kind, true),
+            Op::Rollback { kind } => world.switch_idle(*kind, false),
+            _ => false,
+        }
     }
 
     /// Actions started and neither finished nor crashed.

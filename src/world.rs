@@ -47,6 +47,9 @@ pub struct PlantedBugs {
     pub typed_only_rejects_unresolved_references: bool,
     /// Typed list reads drop their first row.
     pub typed_list_drops_first: bool,
+    /// `Sim::idle` calls every backfill batch idle, so exhaustive exploration never takes
+    /// one (what `Scenario::check_idle` must catch).
+    pub idle_backfill: bool,
 }
 
 /// A value in a write: a plain value, or a reference to another entity by key (each world
@@ -764,6 +767,14 @@ impl World {
         self.migrating && self.plan.kind(kind).is_some() && runs
     }
 
+    /// Whether a built-in backfill batch of `kind` (`backfill_batch_by`) would certainly
+    /// change nothing: the kind's batches do not run now, or a one-mutation batch finds its
+    /// persisted progress done. Mirrors that function's early returns, for `Sim::idle`.
+    pub fn backfill_idle(&self, kind: Kind) -> bool {
+        !self.backfill_runs(kind)
+            || (!self.plan.strategy_for(kind).backfill_two_step() && self.progress_done(kind))
+    }
+
     /// One backfill batch of `kind`. With the seed's strategy it is one mutation that reads
     /// the page after the persisted cursor, syncs each document's typed row by legacy id, and
     /// advances the cursor. With a two-step strategy (`Strategy::backfill_two_step`), one call
@@ -1027,6 +1038,12 @@ impl World {
             .map_or_else(Vec::new, |p| p.docs.iter().map(|(d, _)| d.id).collect())
     }
 
+    /// Whether `retry_quarantine(kind)` would certainly change nothing: no typed writes run
+    /// for the kind now. Mirrors that function's early return, for `Sim::idle`.
+    pub fn retry_idle(&self, kind: Kind) -> bool {
+        !self.migrating || !self.phase(kind).writes_typed()
+    }
+
     /// Re-syncs up to one batch of quarantined documents of `kind` (after a data fix or once
     /// a referenced row exists). Returns how many left the quarantine.
     pub fn retry_quarantine(&mut self, kind: Kind) -> Result<usize, TxError> {
@@ -1059,6 +1076,34 @@ impl World {
     }
 
     // ----- Phase controller ------------------------------------------------------------
+
+    /// Whether `advance(kind)` (`forward`) or `rollback(kind)` would certainly refuse
+    /// without changing anything: there is no phase that way, the kind does not migrate,
+    /// the plan allows no rollback from its phase, or a guard condition that only reads
+    /// fails before any condition that could change the world is evaluated (the diff's).
+    /// Mirrors those functions' refusals, for `Sim::idle`.
+    pub fn switch_idle(&self, kind: Kind, forward: bool) -> bool {
+        let from = self.phase(kind);
+        if forward {
+            let Some(to) = from.next() else {
+                return true;
+            };
+            if !self.migrating || self.plan.kind(kind).is_none() {
+                return true;
+            }
+            for c in self.plan.guards.entering(to) {
+                match self.condition_read(kind, *c) {
+                    Some(Ok(())) => {}
+                    Some(Err(_)) => return true,
+                    None => return false,
+                }
+            }
+            // Every guard holds: it moves.
+            false
+        } else {
+            from.previous().is_none() || !self.migrating || !self.plan.rollback_from.contains(&from)
+        }
+    }
 
     /// Moves `kind` one phase forward if the plan's guard allows it.
     pub fn advance(&mut self, kind: Kind) -> Switch {
@@ -1123,13 +1168,27 @@ impl World {
 
     /// Evaluates one guard condition; `Err` says why it does not hold.
     fn condition(&mut self, kind: Kind, c: Condition) -> Result<(), String> {
-        let plan = self.plan.clone();
-        let plan = plan.kind(kind).expect("checked by the caller");
         match c {
+            Condition::DiffClean => match self.diff(kind) {
+                None => Ok(()),
+                Some(d) => Err(format!("diff not clean: {d}")),
+            },
+            _ => self
+                .condition_read(kind, c)
+                .expect("all but the diff only read"),
+        }
+    }
+
+    /// A guard condition that only reads the world, evaluated; `None` for the one that
+    /// may change it (`DiffClean`: the diff rebuilds and keeps its sets of unclean
+    /// documents).
+    fn condition_read(&self, kind: Kind, c: Condition) -> Option<Result<(), String>> {
+        let plan = self.plan.kind(kind).expect("checked by the caller");
+        Some(match c {
             Condition::DependenciesBackfilled => {
                 for d in &plan.depends_on {
                     if !self.backfill_done(*d) {
-                        return Err(format!("{d} has not finished its backfill"));
+                        return Some(Err(format!("{d} has not finished its backfill")));
                     }
                 }
                 Ok(())
@@ -1141,10 +1200,7 @@ impl World {
                     Err(format!("{kind} backfill is not done"))
                 }
             }
-            Condition::DiffClean => match self.diff(kind) {
-                None => Ok(()),
-                Some(d) => Err(format!("diff not clean: {d}")),
-            },
+            Condition::DiffClean => return None,
             Condition::DependenciesClean => {
                 for d in &plan.depends_on {
                     let prefix = [Value::from(d.table())];
@@ -1153,10 +1209,10 @@ impl World {
                         .peek_range(self.t.quarantine_by_kind, &prefix)
                         .next()
                     {
-                        return Err(format!(
+                        return Some(Err(format!(
                             "{d} has quarantined documents (first: {}) that typed rows could not reference",
                             q.get("legacyId").map_or(String::new(), |v| v.to_string())
-                        ));
+                        )));
                     }
                 }
                 Ok(())
@@ -1164,14 +1220,14 @@ impl World {
             Condition::DependentsTypedOnly => {
                 for d in self.plan.dependents(kind) {
                     if self.phase(d) != Phase::TypedOnly {
-                        return Err(format!(
+                        return Some(Err(format!(
                             "{d} still writes legacy rows that reference {kind}"
-                        ));
+                        )));
                     }
                 }
                 Ok(())
             }
-        }
+        })
     }
 
     /// The strict mapping of a document against the store as it is now (a read-only

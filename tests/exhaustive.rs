@@ -151,3 +151,135 @@ fn a_tracked_state_hashes_as_one_hashed_from_scratch() {
     // The run moved through many states: the comparison was not of one constant.
     assert!(hashes.len() > 100, "{} distinct states", hashes.len());
 }
+
+fn catalogue_and_seed() -> Vec<Plan> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/unsafe");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("the catalogue exists")
+        .map(|e| e.expect("readable").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| p.file_stem().expect("named").to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 10, "the catalogue: {names:?}");
+    std::iter::once(Plan::seed())
+        .chain(names.iter().map(|n| catalogue(n)))
+        .collect()
+}
+
+/// The steps the search skips as idle (`Sim::idle`), taken anyway, pass and leave the state
+/// as it was, on the seed plan and every catalogue entry; and the search finds the same
+/// with the check as without.
+#[test]
+fn every_step_skipped_as_idle_changes_nothing() {
+    let mut checked = Scenario::small();
+    checked.check_idle = true;
+    for plan in catalogue_and_seed() {
+        let with = explore(&plan, &checked, 7, usize::MAX);
+        let without = explore(&plan, &Scenario::small(), 7, usize::MAX);
+        assert_eq!(with, without, "plan {:?}", plan.name);
+    }
+}
+
+/// The same of random runs, whose steps reach more than the small scenario's (faults,
+/// other actions, other kinds): wherever `Sim::idle` says a step is idle, taking it passes
+/// and leaves the state's hash alone.
+#[test]
+fn a_step_called_idle_is_idle_in_random_runs() {
+    use cutover::explore::{Swarm, step_in};
+    use cutover::sim::{Sim, SimOptions};
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+    use std::sync::Arc;
+    let mut idle = 0;
+    for plan in catalogue_and_seed() {
+        let name = plan.name.clone();
+        let mut sim = Sim::new(Arc::new(plan), &SimOptions::default(), 5);
+        sim.track_state();
+        let mut runner = TestRunner::deterministic();
+        let strategy = step_in(&Swarm::max_faults());
+        for i in 0..300 {
+            let step = strategy.new_tree(&mut runner).unwrap().current();
+            if sim.idle(&step) {
+                idle += 1;
+                let mut copy = sim.clone();
+                let outcome = copy.step(&step);
+                assert!(outcome.is_ok(), "{name:?} step {i}: {step:?}: {outcome:?}");
+                assert_eq!(
+                    copy.state_hash(),
+                    sim.state_hash(),
+                    "{name:?} step {i}: {step:?}"
+                );
+            }
+            if sim.step(&step).is_err() {
+                break;
+            }
+        }
+    }
+    // Idle steps came up: the comparison ran.
+    assert!(idle > 200, "{idle} idle steps");
+}
+
+/// A `Sim::idle` that skips a step that is not idle (planted: every backfill batch) makes
+/// the search miss states; the check catches it.
+#[test]
+fn a_wrong_idle_skip_misses_states_and_the_check_catches_it() {
+    let mut planted = Scenario::small();
+    planted.options.bugs.idle_backfill = true;
+    let missed = explore(&Plan::seed(), &planted, 5, usize::MAX);
+    assert!(missed.states < 1568, "{} states", missed.states);
+    planted.check_idle = true;
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        explore(&Plan::seed(), &planted, 5, usize::MAX)
+    }));
+    let message = caught.expect_err("the check panics");
+    let message = message
+        .downcast_ref::<String>()
+        .expect("a formatted message");
+    assert!(
+        message.contains("a step Sim::idle skips changed the state"),
+        "{message}"
+    );
+}
+
+/// Sharing document versions (`Sim::share_versions`) changes nothing a run does: after
+/// every step of long random runs, on the seed plan and every catalogue entry, a run that
+/// shares them has the outcome and state hash of one that does not.
+#[test]
+fn sharing_versions_changes_nothing_a_run_does() {
+    use cutover::explore::{Swarm, step_in};
+    use cutover::sim::{Sim, SimOptions};
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+    use std::sync::Arc;
+    let options = SimOptions {
+        data: cutover::data::GenOptions {
+            documents: 40,
+            dirty_percent: 10,
+        },
+        ..SimOptions::default()
+    };
+    for plan in catalogue_and_seed() {
+        let name = plan.name.clone();
+        let plan = Arc::new(plan);
+        let mut shared = Sim::new(plan.clone(), &options, 9);
+        shared.track_state();
+        shared.share_versions();
+        let mut alone = Sim::new(plan, &options, 9);
+        alone.track_state();
+        let mut runner = TestRunner::deterministic();
+        let strategy = step_in(&Swarm::max_faults());
+        for i in 0..300 {
+            let step = strategy.new_tree(&mut runner).unwrap().current();
+            // A fork shares the versions too: take every step on one.
+            let mut fork = shared.clone();
+            let (a, b) = (fork.step(&step), alone.step(&step));
+            shared = fork;
+            assert_eq!(a, b, "{name:?} step {i}: {step:?}");
+            assert_eq!(shared.state_hash(), alone.state_hash(), "{name:?} step {i}");
+            if a.is_err() {
+                break;
+            }
+        }
+    }
+}
