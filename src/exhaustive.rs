@@ -10,11 +10,12 @@
 //! (`Sim::read_in_place`, checked against the state's hash). The first failure found at a
 //! depth is as short as a failure can be in the scenario.
 //!
-//! With several jobs, the frontier is cut into chunks of `CHUNK` states whatever the number
-//! of jobs; the states of a chunk are expanded on worker threads, and the results are merged
-//! on one thread in frontier order, then alphabet order. Which states are new, the next
-//! frontier, the counterexample and the counts are therefore the same for any number of
-//! jobs.
+//! The frontier is cut into chunks of `CHUNK` states whatever the number of jobs. A worker
+//! expands a chunk into what each step led to, without the visited set; with several jobs,
+//! each worker thread takes the next chunk not taken yet. The driver merges the chunks on
+//! one thread in frontier order, then alphabet order, and decides there which states are
+//! new. The next frontier, the counterexample and the counts are therefore the same for any
+//! number of jobs.
 
 use crate::data::{self, GenOptions};
 use crate::plan::Plan;
@@ -159,8 +160,8 @@ pub struct Exploration {
     pub counterexample: Option<Shortest>,
 }
 
-/// States expanded together between two merges. Fixed, so that the result does not depend
-/// on the number of jobs.
+/// Frontier states handed to a worker at a time. The result does not depend on it (nor on the
+/// number of jobs): the driver merges what the workers found in frontier order.
 const CHUNK: usize = 128;
 
 /// Explores every interleaving of `scenario`'s steps up to `depth` steps, trying at most
@@ -179,13 +180,45 @@ struct Node {
 }
 
 /// What one step from a frontier state led to.
+#[derive(Clone, Copy, Debug)]
 enum Child {
-    /// An invariant broke: the steps from the initial state.
-    Failed(Vec<Step>),
-    /// A state not reached before the chunk started.
-    New(u64, Node),
-    /// A state reached before.
-    Seen,
+    /// An invariant broke.
+    Failed,
+    /// A state with this hash, maybe reached before: the driver decides.
+    Reached(u64),
+    /// The state the step was taken from (an idle step or a read).
+    Back,
+}
+
+/// One step tried: the frontier index of the state it was taken from, the index of the step
+/// in the scenario's alphabet, and what it led to. The driver builds a path only for a child
+/// it keeps.
+type Tried = (usize, usize, Child);
+
+/// One expanding thread's own simulations: an initial state built for it alone (so that
+/// no two threads count references to the same tables or versions), and the states along
+/// the path of the last node it expanded, `states[i]` being the state after `path[..i]`.
+struct Worker {
+    path: Vec<Step>,
+    states: Vec<Sim>,
+}
+
+impl Worker {
+    fn new(root: Sim) -> Worker {
+        Worker {
+            path: Vec::new(),
+            states: vec![root],
+        }
+    }
+}
+
+/// The search's initial state: the scenario's dataset loaded, tracking its state hash and
+/// sharing its versions in a table of its own.
+fn initial(plan: &Arc<Plan>, options: &SimOptions, dataset: &data::Dataset) -> Sim {
+    let mut root = Sim::from_dataset(plan.clone(), options, dataset);
+    root.track_state();
+    root.share_versions();
+    root
 }
 
 /// `explore` on `jobs` worker threads, with the same result for any `jobs`.
@@ -207,12 +240,16 @@ pub fn explore_jobs(
             &generated
         }
     };
-    let mut root = Sim::from_dataset(plan.clone(), options, dataset);
-    root.track_state();
-    root.share_versions();
     let jobs = jobs.max(1);
+    // Each worker starts from its own copy of the initial state, its plan included: forks
+    // count references to what they share, and counts shared between threads would bounce
+    // between their cores on every fork.
+    let mut workers: Vec<Worker> = (0..jobs)
+        .map(|_| Worker::new(initial(&Arc::new((*plan).clone()), options, dataset)))
+        .collect();
+    let root_hash = workers[0].states[0].state_hash();
     let mut visited: FxHashSet<u64> = FxHashSet::default();
-    visited.insert(root.state_hash());
+    visited.insert(root_hash);
     let mut result = Exploration {
         depth: 0,
         states: 1,
@@ -222,37 +259,47 @@ pub fn explore_jobs(
     };
     let mut frontier = vec![Node {
         path: Vec::new(),
-        hash: root.state_hash(),
+        hash: root_hash,
     }];
     let mut found: Option<Vec<Step>> = None;
-    'depths: for level in 1..=depth {
+    for level in 1..=depth {
         let mut next = Vec::new();
-        let mut nodes = frontier.into_iter();
-        loop {
-            let chunk: Vec<Node> = nodes.by_ref().take(CHUNK).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            for child in expand(chunk, &root, scenario, &visited, jobs) {
+        let mut merge = |tried: Vec<Tried>| -> bool {
+            for (node, step, child) in tried {
                 if result.transitions >= budget {
                     result.cut_short = true;
-                    break 'depths;
+                    return false;
                 }
                 result.transitions += 1;
+                let path = || {
+                    let mut path = Vec::with_capacity(level);
+                    path.extend_from_slice(&frontier[node].path);
+                    path.push(scenario.alphabet[step].clone());
+                    path
+                };
                 match child {
-                    Child::Failed(path) => {
-                        found = Some(path);
-                        result.depth = level;
-                        break 'depths;
+                    Child::Failed => {
+                        found = Some(path());
+                        return false;
                     }
-                    Child::New(h, node) => {
-                        if visited.insert(h) {
-                            next.push(node);
+                    Child::Reached(hash) => {
+                        if visited.insert(hash) {
+                            next.push(Node { path: path(), hash });
                         }
                     }
-                    Child::Seen => {}
+                    Child::Back => {}
                 }
             }
+            true
+        };
+        if !expand_level(&frontier, &mut workers, scenario, &mut merge) {
+            // Cut short by the budget, the last full depth stands; a counterexample's depth
+            // is its length.
+            if found.is_some() {
+                result.depth = level;
+                result.states = visited.len();
+            }
+            break;
         }
         result.depth = level;
         result.states = visited.len();
@@ -262,7 +309,6 @@ pub fn explore_jobs(
         }
     }
     if let Some(steps) = found {
-        result.states = visited.len();
         // Replay with the trace on, for the report and the anomaly's explanation.
         let mut sim = Sim::from_dataset(plan.clone(), options, dataset);
         sim.set_verbose(true);
@@ -278,6 +324,75 @@ pub fn explore_jobs(
     result
 }
 
+/// Expands every state of `frontier` with `workers`, handing `merge` what each chunk of
+/// `CHUNK` states found, in frontier order, until it returns `false` (a counterexample, or
+/// the budget spent). With one worker the chunks are expanded in turn on this thread; with
+/// more, each worker thread takes the next chunk not taken yet, and what finishes out of
+/// order waits until the chunks before it are merged. Returns whether every chunk was
+/// merged.
+fn expand_level(
+    frontier: &[Node],
+    workers: &mut [Worker],
+    scenario: &Scenario,
+    merge: &mut dyn FnMut(Vec<Tried>) -> bool,
+) -> bool {
+    let chunks = frontier.len().div_ceil(CHUNK);
+    let chunk = |c: usize| {
+        (
+            c * CHUNK,
+            &frontier[c * CHUNK..((c + 1) * CHUNK).min(frontier.len())],
+        )
+    };
+    if workers.len() == 1 || chunks == 1 {
+        let worker = &mut workers[0];
+        return (0..chunks).all(|c| {
+            let (start, nodes) = chunk(c);
+            merge(worker.expand(start, nodes, scenario))
+        });
+    }
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let taken = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let (send, receive) = std::sync::mpsc::channel::<(usize, Vec<Tried>)>();
+        for worker in workers.iter_mut() {
+            let send = send.clone();
+            let (taken, stop, chunk) = (&taken, &stop, &chunk);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let c = taken.fetch_add(1, Ordering::Relaxed);
+                    if c >= chunks {
+                        break;
+                    }
+                    let (start, nodes) = chunk(c);
+                    if send
+                        .send((c, worker.expand(start, nodes, scenario)))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(send);
+        let mut waiting: std::collections::BTreeMap<usize, Vec<Tried>> = Default::default();
+        let mut merged = 0;
+        for (c, tried) in receive.iter() {
+            waiting.insert(c, tried);
+            while let Some(tried) = waiting.remove(&merged) {
+                merged += 1;
+                if !merge(tried) {
+                    // The workers stop at their next chunk; what they send is dropped.
+                    stop.store(true, Ordering::Relaxed);
+                    return false;
+                }
+            }
+        }
+        // A worker that panicked sent nothing more: the scope re-raises its panic.
+        merged == chunks
+    })
+}
+
 /// Whether a step starts an action.
 fn starts_action(op: &Op) -> bool {
     matches!(
@@ -289,150 +404,101 @@ fn starts_action(op: &Op) -> bool {
     )
 }
 
-/// Every step of the scenario's alphabet (but those starting an action beyond
-/// `actions_max`) from every state of `chunk`, in chunk order then alphabet order.
-/// The chunk is split into one contiguous part per worker.
-fn expand(
-    chunk: Vec<Node>,
-    root: &Sim,
-    scenario: &Scenario,
-    visited: &FxHashSet<u64>,
-    jobs: usize,
-) -> Vec<Child> {
-    if jobs == 1 || chunk.len() == 1 {
-        return expand_part(chunk, root, scenario, visited);
-    }
-    let per = chunk.len().div_ceil(jobs);
-    let mut parts: Vec<Vec<Node>> = Vec::new();
-    let mut nodes = chunk.into_iter();
-    loop {
-        let part: Vec<Node> = nodes.by_ref().take(per).collect();
-        if part.is_empty() {
-            break;
-        }
-        parts.push(part);
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|part| {
-                // A simulation is not `Sync` (its context has cells): each worker replays
-                // from its own copy of the initial state.
-                let root = root.clone();
-                scope.spawn(move || expand_part(part, &root, scenario, visited))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("an exploration worker panicked"))
-            .collect()
-    })
-}
-
-fn expand_part(
-    part: Vec<Node>,
-    root: &Sim,
-    scenario: &Scenario,
-    visited: &FxHashSet<u64>,
-) -> Vec<Child> {
-    let mut out = Vec::with_capacity(part.len() * scenario.alphabet.len());
-    // Nodes that share a prefix sit next to each other in the frontier (siblings, then
-    // cousins): the states along the last node's path are kept, so a node costs one step
-    // per step where its path leaves the last one's instead of a replay of its whole path.
-    // `states[i]` is the state after `path[..i]`.
-    let mut path: Vec<Step> = Vec::new();
-    let mut states: Vec<Sim> = vec![root.clone()];
-    for node in part {
-        let common = path
-            .iter()
-            .zip(&node.path)
-            .take_while(|(a, b)| a == b)
-            .count();
-        path.truncate(common);
-        states.truncate(common + 1);
-        for step in &node.path[common..] {
-            let mut next = states.last().expect("the root is kept").clone();
-            next.step(step)
-                .expect("a frontier state was reached without a failure");
-            states.push(next);
-            path.push(step.clone());
-        }
-        // Every node of a level has a path of the level's length, so the next node leaves
-        // this one's path at its last step at the latest: the node's own state is not kept.
-        let state = if node.path.is_empty() {
-            states[0].clone()
-        } else {
-            path.pop();
-            states.pop().expect("pushed or kept above")
-        };
-        let busy = state.actions_in_flight() >= scenario.actions_max;
-        let steps: Vec<&Step> = scenario
-            .alphabet
-            .iter()
-            .filter(|s| !(busy && starts_action(&s.op)))
-            .collect();
-        let mut state = Some(state);
-        for (i, &step) in steps.iter().enumerate() {
-            let path = || [node.path.as_slice(), std::slice::from_ref(step)].concat();
-            if let Some(here) = state.as_ref()
-                && here.idle(step)
-            {
-                // It would lead back to this state, passing: nothing to copy or take.
-                if scenario.check_idle {
-                    let mut copy = here.clone();
-                    let outcome = copy.step(step);
-                    assert!(
-                        outcome.is_ok() && copy.state_hash() == node.hash,
-                        "a step Sim::idle skips changed the state or failed: {step:?} ({outcome:?})"
-                    );
-                }
-                out.push(Child::Seen);
-                continue;
+impl Worker {
+    /// Every step of the scenario's alphabet (but those starting an action beyond
+    /// `actions_max`) from every state of `nodes` (frontier indices from `start`), in node
+    /// order then alphabet order.
+    fn expand(&mut self, start: usize, nodes: &[Node], scenario: &Scenario) -> Vec<Tried> {
+        let mut out = Vec::with_capacity(nodes.len() * scenario.alphabet.len());
+        let Worker { path, states } = self;
+        for (n, node) in nodes.iter().enumerate() {
+            let n = start + n;
+            // Nodes that share a prefix sit next to each other in the frontier (siblings,
+            // then cousins): the states along the last node's path are kept, so a node costs
+            // one step per step where its path leaves the last one's instead of a replay of
+            // its whole path.
+            let common = path
+                .iter()
+                .zip(&node.path)
+                .take_while(|(a, b)| a == b)
+                .count();
+            path.truncate(common);
+            states.truncate(common + 1);
+            for step in &node.path[common..] {
+                let mut next = states.last().expect("the root is kept").clone();
+                next.step(step)
+                    .expect("a frontier state was reached without a failure");
+                states.push(next);
+                path.push(step.clone());
             }
-            if i + 1 < steps.len()
-                && let Some(here) = state.as_mut()
-                && let Some(outcome) = here.read_in_place(step)
-            {
-                out.push(match outcome {
-                    Err(_) => Child::Failed(path()),
-                    Ok(()) => {
-                        // A read leads back to the state it was taken from.
-                        assert_eq!(
-                            here.state_hash(),
-                            node.hash,
-                            "a read changed the state: {step:?}"
-                        );
-                        Child::Seen
-                    }
-                });
-                continue;
-            }
-            // The last step tried takes the state itself instead of a copy.
-            let mut sim = if i + 1 == steps.len() {
-                state.take().expect("taken by the last step only")
+            // Every node of a level has a path of the level's length, so the next node
+            // leaves this one's path at its last step at the latest: the node's own state
+            // is not kept.
+            let state = if node.path.is_empty() {
+                states[0].clone()
             } else {
-                state.as_ref().expect("taken by the last step only").clone()
+                path.pop();
+                states.pop().expect("pushed or kept above")
             };
-            let outcome = sim.step(step);
-            // The path is copied only for a child that is kept.
-            out.push(match outcome {
-                Err(_) => Child::Failed(path()),
-                Ok(()) => {
-                    let h = sim.state_hash();
-                    if visited.contains(&h) {
-                        Child::Seen
-                    } else {
-                        Child::New(
-                            h,
-                            Node {
-                                path: path(),
-                                hash: h,
-                            },
-                        )
+            let busy = state.actions_in_flight() >= scenario.actions_max;
+            let steps: Vec<(usize, &Step)> = scenario
+                .alphabet
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| !(busy && starts_action(&s.op)))
+                .collect();
+            let mut state = Some(state);
+            for (i, &(a, step)) in steps.iter().enumerate() {
+                if let Some(here) = state.as_ref()
+                    && here.idle(step)
+                {
+                    // It would lead back to this state, passing: nothing to copy or take.
+                    if scenario.check_idle {
+                        let mut copy = here.clone();
+                        let outcome = copy.step(step);
+                        assert!(
+                            outcome.is_ok() && copy.state_hash() == node.hash,
+                            "a step Sim::idle skips changed the state or failed: {step:?} ({outcome:?})"
+                        );
                     }
+                    out.push((n, a, Child::Back));
+                    continue;
                 }
-            });
+                if i + 1 < steps.len()
+                    && let Some(here) = state.as_mut()
+                    && let Some(outcome) = here.read_in_place(step)
+                {
+                    out.push((
+                        n,
+                        a,
+                        match outcome {
+                            Err(_) => Child::Failed,
+                            Ok(()) => {
+                                // A read leads back to the state it was taken from.
+                                assert_eq!(
+                                    here.state_hash(),
+                                    node.hash,
+                                    "a read changed the state: {step:?}"
+                                );
+                                Child::Back
+                            }
+                        },
+                    ));
+                    continue;
+                }
+                // The last step tried takes the state itself instead of a copy.
+                let mut sim = if i + 1 == steps.len() {
+                    state.take().expect("taken by the last step only")
+                } else {
+                    state.as_ref().expect("taken by the last step only").clone()
+                };
+                let child = match sim.step(step) {
+                    Err(_) => Child::Failed,
+                    Ok(()) => Child::Reached(sim.state_hash()),
+                };
+                out.push((n, a, child));
+            }
         }
+        out
     }
-    out
 }
