@@ -128,8 +128,44 @@ impl Pairs {
     }
 }
 
-/// A realistic person (name and email) for a customer or ticket holder.
+/// A realistic person (name and email) for a customer or ticket holder, drawn from `rng`
+/// by `fake` (`person_drawn`). The workload draws the same few people again and again (an
+/// edit's person comes from a generator seeded by the step's seed, and exhaustive
+/// exploration takes each step in thousands of states), and fake's name formatting costs
+/// thousands of instructions a draw; so each thread remembers the last draws
+/// (`PEOPLE_KEPT` of them, by generator state), each with the generator as the draw left
+/// it. A remembered draw gives the same person and leaves `rng` where the draw would.
 pub fn person(rng: &mut Rng) -> (String, String) {
+    use std::hash::{Hash, Hasher};
+    type Kept = Option<(DrawKey, Rng, (String, String))>;
+    thread_local! {
+        static PEOPLE: std::cell::RefCell<Vec<Kept>> = std::cell::RefCell::new(vec![None; PEOPLE_KEPT]);
+    }
+    let key: DrawKey = (rng.get_seed(), rng.get_stream(), rng.get_word_pos());
+    let mut h = rustc_hash::FxHasher::default();
+    key.hash(&mut h);
+    let slot = (h.finish() % PEOPLE_KEPT as u64) as usize;
+    PEOPLE.with_borrow_mut(|people| {
+        if let Some((kept, after, drawn)) = &people[slot]
+            && *kept == key
+        {
+            rng.clone_from(after);
+            return drawn.clone();
+        }
+        let drawn = person_drawn(rng);
+        people[slot] = Some((key, rng.clone(), drawn.clone()));
+        drawn
+    })
+}
+
+/// How many draws of `person` each thread remembers.
+const PEOPLE_KEPT: usize = 64;
+
+/// A generator's state: seed, stream and position.
+type DrawKey = ([u8; 32], u64, u128);
+
+/// A person drawn from `rng` by `fake`, every time.
+pub fn person_drawn(rng: &mut Rng) -> (String, String) {
     (Name().fake_with_rng(rng), SafeEmail().fake_with_rng(rng))
 }
 
@@ -628,6 +664,36 @@ const TICKET_STATUS_MIX: [&str; 6] = [
 mod tests {
     use super::*;
     use crate::domain::{derive, kind_of};
+
+    /// A remembered draw of `person` is the draw `fake` makes, and leaves the generator
+    /// where that draw does: for 300 generator states (more than are kept, so draws are
+    /// evicted and drawn again), each drawn three times in a row from equal generators.
+    #[test]
+    fn a_remembered_person_is_the_person_drawn() {
+        let mut distinct = std::collections::BTreeSet::new();
+        for round in 0..3 {
+            for seed in 0..100u64 {
+                for skip in 0..3u32 {
+                    let start = || {
+                        let mut rng = rng(seed);
+                        for _ in 0..skip * 7 {
+                            rng.random::<u32>();
+                        }
+                        rng
+                    };
+                    let (mut kept, mut drawn) = (start(), start());
+                    let a = person(&mut kept);
+                    let b = person_drawn(&mut drawn);
+                    assert_eq!(a, b, "seed {seed}, skip {skip}, round {round}");
+                    assert_eq!(kept, drawn, "the generator after, seed {seed}");
+                    assert_eq!(kept.random::<u64>(), drawn.random::<u64>());
+                    distinct.insert(a);
+                }
+            }
+        }
+        // The draws were of many people, not one remembered for all.
+        assert!(distinct.len() > 250, "{} people", distinct.len());
+    }
 
     #[test]
     fn generation_is_a_function_of_the_seed() {
