@@ -936,11 +936,13 @@ impl Sim {
     /// only where the step returns before it writes or decides anything: an action step or
     /// crash with no action in its lane, a backfill batch that does not run or finds its
     /// progress done (`World::backfill_idle`), a quarantine retry while no typed writes run
-    /// (`World::retry_idle`), and a phase switch refused before any guard is evaluated
-    /// (`World::switch_idle`). Anything else, a step with a fault, and every step of a
-    /// traced run, is `false`: the step is taken. Such a step still advances the clock and
-    /// the digest, which the state hash leaves out. `Scenario::check_idle` takes every step
-    /// this skips anyway and checks that it passed and left the state's hash alone.
+    /// (`World::retry_idle`), and a phase switch refused before it reaches a guard that could
+    /// change the world, the diff's (`World::switch_idle`: no phase that way, a kind that does
+    /// not migrate, no rollback from its phase, or a guard that only reads fails). Anything
+    /// else, a step with a fault, and every step of a traced run, is `false`: the step is
+    /// taken. Such a step still advances the clock and the digest, which the state hash
+    /// leaves out. `Scenario::check_idle` takes every step this skips anyway and checks that
+    /// it passed and left the state's hash alone.
     pub fn idle(&self, step: &Step) -> bool {
         if step.fault.is_some() || self.verbose {
             return false;
