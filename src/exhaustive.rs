@@ -229,6 +229,29 @@ pub fn explore_jobs(
     budget: usize,
     jobs: usize,
 ) -> Exploration {
+    search(plan, scenario, depth, budget, jobs, None)
+}
+
+/// The path by which `explore` first reaches each distinct state within `depth` steps, in
+/// the order it reaches them: the initial state's empty path first, then depth by depth
+/// (`states` paths in all, unless a counterexample ends the search, whose path is not among
+/// them). Each is a shortest path to its state. Measuring what a state costs at the least
+/// (`benches/explore.rs`: one step from its parent, on a copy) starts from these.
+pub fn distinct_paths(plan: &Plan, scenario: &Scenario, depth: usize) -> Vec<Vec<Step>> {
+    let mut paths = vec![Vec::new()];
+    search(plan, scenario, depth, usize::MAX, 1, Some(&mut paths));
+    paths
+}
+
+/// `explore_jobs`, pushing the path of each new state it reaches to `paths` if given.
+fn search(
+    plan: &Plan,
+    scenario: &Scenario,
+    depth: usize,
+    budget: usize,
+    jobs: usize,
+    mut paths: Option<&mut Vec<Vec<Step>>>,
+) -> Exploration {
     let plan = Arc::new(scenario.plan_for(plan));
     let options = &scenario.options;
     // A fixed dataset (`check --from-export`) stands in for the generated one.
@@ -284,7 +307,11 @@ pub fn explore_jobs(
                     }
                     Child::Reached(hash) => {
                         if visited.insert(hash) {
-                            next.push(Node { path: path(), hash });
+                            let path = path();
+                            if let Some(paths) = paths.as_deref_mut() {
+                                paths.push(path.clone());
+                            }
+                            next.push(Node { path, hash });
                         }
                     }
                     Child::Back => {}

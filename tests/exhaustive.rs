@@ -1,7 +1,7 @@
 //! Bounded exhaustive exploration: every interleaving of the small scenario up to a depth,
 //! with equal states deduplicated; the first counterexample is a shortest one.
 
-use cutover::exhaustive::{Scenario, explore, explore_jobs};
+use cutover::exhaustive::{Scenario, distinct_paths, explore, explore_jobs};
 use cutover::explore::{CheckOptions, check};
 use cutover::plan::Plan;
 use cutover::sim::Invariant;
@@ -150,6 +150,46 @@ fn a_tracked_state_hashes_as_one_hashed_from_scratch() {
     }
     // The run moved through many states: the comparison was not of one constant.
     assert!(hashes.len() > 100, "{} distinct states", hashes.len());
+}
+
+/// `distinct_paths` gives one path per distinct state, replayed from scratch: as many as the
+/// search counts, shortest first, each replaying without a failure to a state no other path
+/// reaches, each extending the path of the state it was reached from (the explore bench
+/// builds every parent before its children on that). A search that kept a state twice, lost
+/// one, or kept a path that does not lead where it says fails here.
+#[test]
+fn distinct_paths_reach_each_distinct_state_once() {
+    use cutover::sim::Sim;
+    use std::sync::Arc;
+    let (plan, scenario) = (Plan::seed(), Scenario::small());
+    let depth = 5;
+    let paths = distinct_paths(&plan, &scenario, depth);
+    assert_eq!(
+        paths.len(),
+        explore(&plan, &scenario, depth, usize::MAX).states
+    );
+    let run_plan = Arc::new(scenario.plan_for(&plan));
+    let data = cutover::data::generate(scenario.data_seed, &scenario.options.data);
+    let mut hashes = std::collections::BTreeSet::new();
+    let mut firsts = std::collections::HashSet::new();
+    for (i, path) in paths.iter().enumerate() {
+        assert!(path.len() <= depth, "path {i}: {} steps", path.len());
+        if i > 0 {
+            assert!(paths[i - 1].len() <= path.len(), "path {i} is out of order");
+            assert!(
+                firsts.contains(&path[..path.len() - 1]),
+                "path {i} does not extend a path given before it"
+            );
+        }
+        firsts.insert(path.as_slice());
+        let mut sim = Sim::from_dataset(run_plan.clone(), &scenario.options, &data);
+        sim.run(path)
+            .unwrap_or_else(|f| panic!("path {i} fails: {f:?}"));
+        assert!(
+            hashes.insert(sim.state_hash()),
+            "path {i} reaches a state an earlier path reached"
+        );
+    }
 }
 
 fn catalogue_and_seed() -> Vec<Plan> {
