@@ -73,6 +73,29 @@ pub struct Memo {
     slot: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
     /// The store's own: the version's content hash (`Doc::content_hash`).
     hash: std::sync::OnceLock<u64>,
+    /// The store's own: the versions `Tx::replace_derived` derived from this one.
+    derived: std::sync::OnceLock<Box<std::sync::Mutex<Vec<Derived>>>>,
+}
+
+/// How a writer derives the next version of a document from its current one
+/// (`Tx::replace_derived`). Equal keys must derive equal fields from one version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeriveKey {
+    /// The fields the derivation sets, in order, with their values (`None`: removed).
+    pub changes: Vec<(&'static str, Option<Value>)>,
+    /// Anything else the derivation depends on, such as the clock.
+    pub at: u64,
+}
+
+/// A version derived from another and written (`Tx::replace_derived`), with what its
+/// content checks depended on: the table's schema (held, so that it is compared by
+/// identity), schema validation and the limits.
+struct Derived {
+    key: DeriveKey,
+    def: Arc<TableDef>,
+    validation: bool,
+    limits: Limits,
+    doc: Arc<Doc>,
 }
 
 impl Memo {
@@ -532,7 +555,9 @@ impl Versions {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match map.entry(hash) {
-            Entry::Occupied(kept) if **kept.get() == *doc => kept.get().clone(),
+            Entry::Occupied(kept) if Arc::ptr_eq(kept.get(), &doc) || **kept.get() == *doc => {
+                kept.get().clone()
+            }
             Entry::Occupied(_) => doc,
             Entry::Vacant(slot) => slot.insert(doc).clone(),
         }
@@ -1163,6 +1188,14 @@ impl Tx<'_> {
 
     /// Checks one write against the validator and the limits; returns the document's size.
     fn check_write(&mut self, table: TableNo, fields: &Fields) -> Result<usize, TxError> {
+        let size = self.check_content(table, fields)?;
+        self.count_write(size)?;
+        Ok(size)
+    }
+
+    /// The checks of a write that depend on the document alone (its fields, the table's
+    /// schema, schema validation and the limits): its size if it passes.
+    fn check_content(&self, table: TableNo, fields: &Fields) -> Result<usize, TxError> {
         let store = &*self.store;
         let def = &store.tables[usize::from(table)].def;
         if let Some(name) = fields.keys().find(|k| k.starts_with('_')) {
@@ -1198,6 +1231,12 @@ impl Tx<'_> {
                 def.name, store.limits.document_bytes_max
             )));
         }
+        Ok(size)
+    }
+
+    /// Counts a write of `size` bytes against the transaction's limits.
+    fn count_write(&mut self, size: usize) -> Result<(), TxError> {
+        let store = &*self.store;
         self.usage.documents_written += 1;
         self.usage.bytes_written += size;
         if self.usage.documents_written > store.limits.documents_written_max {
@@ -1212,7 +1251,7 @@ impl Tx<'_> {
                 store.limits.bytes_written_max
             )));
         }
-        Ok(size)
+        Ok(())
     }
 
     fn write(&mut self, id: DocId, doc: Option<Arc<Doc>>) {
@@ -1245,6 +1284,12 @@ impl Tx<'_> {
         let Some(old) = self.get(id)? else {
             return Err(TxError::NotFound(self.store.id_string(id)));
         };
+        self.replace_of(&old, fields)
+    }
+
+    /// Writes `fields` as the next version of `old`, read in this transaction.
+    fn replace_of(&mut self, old: &Doc, fields: Fields) -> Result<(), TxError> {
+        let id = old.id;
         let size = self.check_write(id.table, &fields)?;
         let doc = Doc {
             id,
@@ -1254,6 +1299,60 @@ impl Tx<'_> {
             memo: Memo::default(),
         };
         self.write(id, Some(Arc::new(doc)));
+        Ok(())
+    }
+
+    /// `replace` with the fields `derive` makes from the current version and `key`, which
+    /// describes the derivation: equal keys must derive equal fields from one version. While the store
+    /// shares versions (`share_versions`, as exhaustive exploration does, where the same
+    /// write is taken on the same version in many interleavings), a derivation that passed
+    /// its content checks is kept with the version it was derived from, and taken again
+    /// it writes the version it derived then without deriving, checking or hashing it anew;
+    /// the write still counts against the transaction's limits. Otherwise it is `replace`.
+    pub fn replace_derived(
+        &mut self,
+        id: DocId,
+        key: DeriveKey,
+        derive: impl FnOnce(&Doc, &DeriveKey) -> Fields,
+    ) -> Result<(), TxError> {
+        let Some(old) = self.get(id)? else {
+            return Err(TxError::NotFound(self.store.id_string(id)));
+        };
+        if self.store.versions.is_none() {
+            let fields = derive(&old, &key);
+            return self.replace_of(&old, fields);
+        }
+        let store = &*self.store;
+        let def = &store.tables[usize::from(id.table)].def;
+        let same = |d: &Derived| {
+            d.key == key
+                && Arc::ptr_eq(&d.def, def)
+                && d.validation == store.validation
+                && d.limits == store.limits
+        };
+        let derived = old.memo.derived.get_or_init(Default::default);
+        let lock = || {
+            derived
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let kept = lock().iter().find(|d| same(d)).map(|d| d.doc.clone());
+        if let Some(doc) = kept {
+            self.count_write(doc.size)?;
+            self.write(id, Some(doc));
+            return Ok(());
+        }
+        let (def, validation, limits) = (def.clone(), store.validation, store.limits.clone());
+        let fields = derive(&old, &key);
+        self.replace_of(&old, fields)?;
+        let doc = self.store.peek(id).expect("written just now").clone();
+        lock().push(Derived {
+            key,
+            def,
+            validation,
+            limits,
+            doc,
+        });
         Ok(())
     }
 
@@ -1364,6 +1463,10 @@ mod tests {
     }
 
     fn store() -> Store {
+        store_with(Limits::default())
+    }
+
+    fn store_with(limits: Limits) -> Store {
         Store::new(
             vec![
                 TableDef {
@@ -1381,7 +1484,7 @@ mod tests {
                     indexes: vec![],
                 },
             ],
-            Limits::default(),
+            limits,
         )
     }
 
@@ -1749,6 +1852,142 @@ mod tests {
         let id2 = fork.mutate(3, |tx| tx.insert(t, k("a"))).unwrap();
         assert!(!Arc::ptr_eq(fork.peek(id2).unwrap(), &first));
         assert_eq!(versions.len(), 3);
+    }
+
+    /// `replace_derived` derives a version once per version, key and checks: taken again
+    /// on the same version (a fork's) it writes the version derived then, logs it and counts
+    /// it against the limits; another key derives anew; a store whose checks differ (schema
+    /// validation on) checks for itself; a store that does not share versions derives every
+    /// time.
+    #[test]
+    fn a_derived_version_is_derived_once_per_version_key_and_checks() {
+        let mut a = store();
+        let t = a.table("strict");
+        let versions = Arc::new(Versions::default());
+        // One write per mutation at most, and no schema validation.
+        let mut lax = store_with(Limits {
+            documents_written_max: 1,
+            ..Limits::default()
+        });
+        lax.set_validation(false);
+        // The same limits and validation as `a`, but a table of that number without a
+        // validator.
+        let mut other = store();
+        Arc::make_mut(&mut other.tables[usize::from(t)]).def = Arc::new(TableDef {
+            name: "strict",
+            validator: None,
+            indexes: vec![],
+        });
+        let mut alone = store();
+        for s in [&mut a, &mut lax, &mut other] {
+            s.share_versions(versions.clone());
+        }
+        let n = |v: Value| fields(object([("n", v)]));
+        let id = a.mutate(0, |tx| tx.insert(t, n(Value::from(1.0)))).unwrap();
+        for s in [&mut lax, &mut other, &mut alone] {
+            s.mutate(0, |tx| tx.insert(t, n(Value::from(1.0)))).unwrap();
+        }
+        assert!(Arc::ptr_eq(a.peek(id).unwrap(), lax.peek(id).unwrap()));
+        assert!(Arc::ptr_eq(a.peek(id).unwrap(), other.peek(id).unwrap()));
+        let key = |v: &str| DeriveKey {
+            changes: vec![("n", Some(Value::from(v)))],
+            at: 7,
+        };
+        let derived = std::cell::Cell::new(0);
+        let derive = |v: &'static str| {
+            let derived = &derived;
+            move |_: &Doc, _: &DeriveKey| {
+                derived.set(derived.get() + 1);
+                n(Value::from(v))
+            }
+        };
+        // A string where the schema wants a number: rejected, and nothing is kept.
+        let mut fork = a.clone();
+        let r = fork.mutate(1, |tx| tx.replace_derived(id, key("x"), derive("x")));
+        assert!(matches!(r, Err(TxError::Validation { .. })), "{r:?}");
+        let r = fork.mutate(1, |tx| tx.replace_derived(id, key("x"), derive("x")));
+        assert!(matches!(r, Err(TxError::Validation { .. })), "{r:?}");
+        assert_eq!(derived.get(), 2);
+        // Without validation it is written, then written again from what was kept.
+        let mut first = lax.clone();
+        first.take_log();
+        first
+            .mutate(1, |tx| tx.replace_derived(id, key("x"), derive("x")))
+            .unwrap();
+        let kept = first.peek(id).unwrap().clone();
+        assert_eq!(kept.get("n"), Some(&Value::from("x")));
+        let mut again = lax.clone();
+        again.take_log();
+        again
+            .mutate(1, |tx| tx.replace_derived(id, key("x"), derive("x")))
+            .unwrap();
+        assert_eq!(derived.get(), 3);
+        assert!(Arc::ptr_eq(again.peek(id).unwrap(), &kept));
+        let log = again.take_log();
+        assert_eq!(log.len(), 1);
+        assert!(Arc::ptr_eq(log[0].after.as_ref().unwrap(), &kept));
+        // The kept version's write counts: with another write it is one too many.
+        let r = lax.clone().mutate(1, |tx| {
+            tx.replace_derived(id, key("x"), derive("x"))?;
+            tx.insert(t, n(Value::from(2.0)))
+        });
+        assert!(matches!(r, Err(TxError::Limit(_))), "{r:?}");
+        assert_eq!(derived.get(), 3);
+        // A fork of the validating store with validation off, the same schema and limits,
+        // keeps the version; the validating store still rejects it.
+        let mut open = a.clone();
+        open.set_validation(false);
+        open.mutate(1, |tx| tx.replace_derived(id, key("x"), derive("x")))
+            .unwrap();
+        assert_eq!(derived.get(), 4);
+        let r = a
+            .clone()
+            .mutate(1, |tx| tx.replace_derived(id, key("x"), derive("x")));
+        assert!(matches!(r, Err(TxError::Validation { .. })), "{r:?}");
+        assert_eq!(derived.get(), 5);
+        // So does another schema for the table.
+        other
+            .mutate(1, |tx| tx.replace_derived(id, key("x"), derive("x")))
+            .unwrap();
+        let r = a
+            .clone()
+            .mutate(1, |tx| tx.replace_derived(id, key("x"), derive("x")));
+        assert!(matches!(r, Err(TxError::Validation { .. })), "{r:?}");
+        assert_eq!(derived.get(), 7);
+        // Another key is another derivation.
+        lax.clone()
+            .mutate(1, |tx| tx.replace_derived(id, key("y"), derive("y")))
+            .unwrap();
+        assert_eq!(derived.get(), 8);
+        // A store that does not share versions derives every time.
+        for _ in 0..2 {
+            let r = alone
+                .clone()
+                .mutate(1, |tx| tx.replace_derived(id, key("x"), derive("x")));
+            assert!(matches!(r, Err(TxError::Validation { .. })), "{r:?}");
+        }
+        assert_eq!(derived.get(), 10);
+        // And so do other limits: a long value that `a` writes is too long for a store
+        // that allows only short documents.
+        let loose = a.table("loose");
+        let short = a.mutate(2, |tx| tx.insert(loose, Fields::new())).unwrap();
+        let mut tight = a.clone();
+        tight.limits.document_bytes_max = 64;
+        let long = "x".repeat(100);
+        let key = DeriveKey {
+            changes: vec![("k", Some(Value::from(long.as_str())))],
+            at: 7,
+        };
+        let derive = |_: &Doc, _: &DeriveKey| {
+            derived.set(derived.get() + 1);
+            fields(object([("k", Value::from(long.as_str()))]))
+        };
+        a.clone()
+            .mutate(3, |tx| tx.replace_derived(short, key.clone(), derive))
+            .unwrap();
+        let r = tight.mutate(3, |tx| tx.replace_derived(short, key, derive));
+        assert!(matches!(r, Err(TxError::Limit(_))), "{r:?}");
+        assert_eq!(derived.get(), 12);
     }
 
     #[test]

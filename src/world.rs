@@ -11,7 +11,9 @@ use crate::plan::{
     References, UpdateMirroring, WritePath,
 };
 use crate::schema::{Kind, Tables, new_store};
-use crate::store::{Doc, DocId, HashedSet, IndexKey, Limits, Prefix, Store, Tx, TxError, Write};
+use crate::store::{
+    DeriveKey, Doc, DocId, HashedSet, IndexKey, Limits, Prefix, Store, Tx, TxError, Write,
+};
 use crate::value::{Fields, Str, Value};
 use rustc_hash::FxHashMap as HashMap;
 use smallvec::SmallVec;
@@ -70,6 +72,32 @@ pub struct Change {
 /// Top-level `objects` fields that app writes change directly (the rest are in
 /// `customProperties`).
 const TOP_FIELDS: [&str; 2] = ["name", "status"];
+
+/// A legacy document's fields with `args` applied (`legacy_args`) at `now_ms`.
+fn updated_fields(fields: &Fields, args: &[(&'static str, Option<Value>)], now_ms: f64) -> Fields {
+    let mut fields = fields.clone();
+    // Taken out in place and put back below: removing and inserting it again would shift
+    // the fields after it twice.
+    let mut cp = match fields.get_mut("customProperties") {
+        Some(Value::Object(cp)) => std::mem::take(cp),
+        _ => Fields::new(),
+    };
+    for (field, value) in args {
+        let target = if TOP_FIELDS.contains(field) {
+            &mut fields
+        } else {
+            &mut cp
+        };
+        match value {
+            Some(v) => target.insert((*field).into(), v.clone()),
+            None => target.remove(field),
+        };
+    }
+    // The generic update path replaces customProperties wholesale.
+    fields.insert("customProperties".into(), Value::Object(cp));
+    fields.insert("updatedAt".into(), Value::Float64(now_ms));
+    fields
+}
 
 /// Which half of a typed-first double write (`double_write = "separate_typed_first"`) a
 /// mutation does.
@@ -2209,8 +2237,19 @@ impl Ctx {
     /// Applies changes to the legacy document in one mutation (the legacy write), keeping
     /// the ticket's `admits_to` link in step with its `eventId`.
     fn update_legacy(&self, tx: &mut Tx<'_>, id: DocId, changes: &[Change]) -> Result<(), TxError> {
-        let (fields, relink) = self.updated_legacy(tx, id, changes)?;
-        self.write_legacy(tx, id, fields, relink)
+        if tx.get(id)?.is_none() {
+            return Err(TxError::NotFound(self.id_string(id).into()));
+        }
+        let (args, relink) = self.legacy_args(changes);
+        let now = self.now_ms();
+        let key = DeriveKey {
+            changes: args,
+            at: now.to_bits(),
+        };
+        tx.replace_derived(id, key, |doc, key| {
+            updated_fields(&doc.fields, &key.changes, now)
+        })?;
+        self.relink(tx, id, relink)
     }
 
     /// Writes an updated legacy document and keeps its ticket's `admits_to` link in step.
@@ -2222,11 +2261,39 @@ impl Ctx {
         relink: Option<DocId>,
     ) -> Result<(), TxError> {
         tx.replace(id, fields)?;
-        if let Some(event) = relink {
+        self.relink(tx, id, relink)
+    }
+
+    /// Moves the ticket `id`'s `admits_to` link to `event`, if it moves.
+    fn relink(&self, tx: &mut Tx<'_>, id: DocId, event: Option<DocId>) -> Result<(), TxError> {
+        if let Some(event) = event {
             self.unlink_from(tx, id, "admits_to")?;
             self.link(tx, id, event, "admits_to")?;
         }
         Ok(())
+    }
+
+    /// The values `changes` give the legacy document's fields (references as this world's
+    /// ids), and the event its ticket moves to, if any.
+    fn legacy_args(
+        &self,
+        changes: &[Change],
+    ) -> (Vec<(&'static str, Option<Value>)>, Option<DocId>) {
+        let mut relink = None;
+        let args = changes
+            .iter()
+            .map(|c| {
+                let value = c.value.as_ref().map(|a| self.legacy_arg(a));
+                if c.field == "eventId"
+                    && let Some(Value::String(s)) = &value
+                    && let Some(event) = self.parse_id(s)
+                {
+                    relink = Some(event);
+                }
+                (c.field, value)
+            })
+            .collect();
+        (args, relink)
     }
 
     /// The legacy document `id` with `changes` applied (not written), and the event its
@@ -2240,36 +2307,8 @@ impl Ctx {
         let Some(doc) = tx.get(id)? else {
             return Err(TxError::NotFound(self.id_string(id).into()));
         };
-        let mut fields = doc.fields.clone();
-        // Taken out in place and put back below: removing and inserting it again would shift
-        // the fields after it twice.
-        let mut cp = match fields.get_mut("customProperties") {
-            Some(Value::Object(cp)) => std::mem::take(cp),
-            _ => Fields::new(),
-        };
-        let mut relink = None;
-        for c in changes {
-            let value = c.value.as_ref().map(|a| self.legacy_arg(a));
-            let target = if TOP_FIELDS.contains(&c.field) {
-                &mut fields
-            } else {
-                &mut cp
-            };
-            if c.field == "eventId"
-                && let Some(Value::String(s)) = &value
-                && let Some(event) = self.parse_id(s)
-            {
-                relink = Some(event);
-            }
-            match value {
-                Some(v) => target.insert(c.field.into(), v),
-                None => target.remove(c.field),
-            };
-        }
-        // The generic update path replaces customProperties wholesale.
-        fields.insert("customProperties".into(), Value::Object(cp));
-        fields.insert("updatedAt".into(), Value::Float64(self.now_ms()));
-        Ok((fields, relink))
+        let (args, relink) = self.legacy_args(changes);
+        Ok((updated_fields(&doc.fields, &args, self.now_ms()), relink))
     }
 
     /// Applies changes to a typed row directly (the `typed_only` write); `values` are the
