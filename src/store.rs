@@ -1303,12 +1303,14 @@ impl Tx<'_> {
     }
 
     /// `replace` with the fields `derive` makes from the current version and `key`, which
-    /// describes the derivation: equal keys must derive equal fields from one version. While the store
-    /// shares versions (`share_versions`, as exhaustive exploration does, where the same
-    /// write is taken on the same version in many interleavings), a derivation that passed
-    /// its content checks is kept with the version it was derived from, and taken again
-    /// it writes the version it derived then without deriving, checking or hashing it anew;
-    /// the write still counts against the transaction's limits. Otherwise it is `replace`.
+    /// describes the derivation: equal keys must derive equal fields from one version.
+    /// While the store shares versions (`share_versions`, as exhaustive exploration does,
+    /// where the same write is taken on the same version in many interleavings), a
+    /// derivation that passed its content checks is kept with the version it was derived
+    /// from, with the schema, validation and limits it passed under; taken again under the
+    /// same, it writes the version it derived then without deriving, checking or hashing it
+    /// anew, and the write still counts against the transaction's limits. Otherwise it is
+    /// `replace`.
     pub fn replace_derived(
         &mut self,
         id: DocId,
